@@ -1,0 +1,24 @@
+"""echodiff: shared library behind the echodiff MONAI bundles for 2D echocardiography.
+
+Subpackages load on first attribute access, so bundle configs need only `"$import echodiff"` and can then name
+`echodiff.data.views.view_classification_items` and the like.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__version__ = "0.1.0"
+
+_SUBPACKAGES = ("bundle", "data", "engines", "errors", "losses", "metrics", "networks", "samplers", "schedulers")
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBPACKAGES])

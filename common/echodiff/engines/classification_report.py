@@ -1,0 +1,69 @@
+"""Evaluator handler: per-image correctness -> bootstrap accuracy (generator paper protocol), printed and saved as JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+
+from echodiff.metrics.classification import bootstrap_accuracy
+
+
+class BootstrapAccuracySaver:
+    """Collects argmax(pred) == label over an evaluation run, then writes bootstrap accuracy statistics to `output_file`
+    (1000 draws of 80 % of the images by default; ALGORITHMS.md section 6)."""
+
+    def __init__(
+        self,
+        output_file: str,
+        n_draws: int = 1000,
+        fraction: float = 0.8,
+        seed: int = 0,
+        extra: dict | None = None,
+        pred_key: str = "pred",
+        label_key: str = "label",
+    ) -> None:
+        self.output_file = Path(output_file)
+        self.n_draws, self.fraction, self.seed = n_draws, fraction, seed
+        self.extra = dict(extra or {})
+        self.pred_key, self.label_key = pred_key, label_key
+        self._correct: list[bool] = []
+        self.logger = logging.getLogger(self.__class__.__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._report)
+
+    def _reset(self, engine: Engine) -> None:
+        self._correct = []
+
+    def _collect(self, engine: Engine) -> None:
+        for item in engine.state.output:
+            pred, label = torch.as_tensor(item[self.pred_key]), torch.as_tensor(item[self.label_key])
+            pred_class = int(pred.argmax()) if pred.numel() > 1 else int(pred)
+            label_class = int(label.argmax()) if label.numel() > 1 else int(label)
+            self._correct.append(pred_class == label_class)
+
+    def _report(self, engine: Engine) -> None:
+        stats = bootstrap_accuracy(self._correct, self.n_draws, self.fraction, self.seed)
+        result = {
+            **self.extra,
+            "n_images": len(self._correct),
+            "accuracy": sum(self._correct) / max(len(self._correct), 1),
+            "accuracy_mean": stats["mean"],
+            "accuracy_median": stats["median"],
+            "accuracy_std": stats["std"],
+            "n_draws": self.n_draws,
+            "fraction": self.fraction,
+        }
+        self.output_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.output_file.with_suffix(self.output_file.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, self.output_file)
+        self.logger.info("bootstrap accuracy %s -> %s", json.dumps(result), self.output_file)
+        print(json.dumps(result, indent=2))
