@@ -1,0 +1,38 @@
+"""Evaluation metrics: CAMUS segmentation, view-classification accuracy, LV function on EchoNet-Dynamic videos."""
+
+from __future__ import annotations
+
+from echodiff.metrics.cardiac import (
+    detect_ed_es,
+    ef_proxy,
+    frame_detection_error,
+    lv_area_curve,
+    pearson_r,
+    segmentation_dice_at_threshold,
+)
+from echodiff.metrics.classification import bootstrap_accuracy, correct_from_logits
+from echodiff.metrics.segmentation import (
+    camus_dice,
+    camus_dice_batch,
+    lv_endo_hausdorff,
+    lv_endo_hausdorff_batch,
+    markdown_table,
+    summarize,
+)
+
+__all__ = [
+    "bootstrap_accuracy",
+    "camus_dice",
+    "camus_dice_batch",
+    "correct_from_logits",
+    "detect_ed_es",
+    "ef_proxy",
+    "frame_detection_error",
+    "lv_area_curve",
+    "lv_endo_hausdorff",
+    "lv_endo_hausdorff_batch",
+    "markdown_table",
+    "pearson_r",
+    "segmentation_dice_at_threshold",
+    "summarize",
+]

@@ -1,0 +1,136 @@
+"""CAMUS segmentation scores: Dice per structure and LV-endocardium Hausdorff distance (ALGORITHMS.md section 6).
+
+Structures from CAMUS label maps (0 background, 1 LV cavity, 2 myocardium, 3 left atrium):
+LV endo = 1, LV epi = 1 u 2, LA = 3. Dice is computed with `monai.metrics.compute_dice` on these
+(overlapping) binary channels; a structure absent from both prediction and target scores 1.0
+(nothing to find, nothing found), absent from the target only scores 0.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance
+
+from echodiff.errors import LabelValueError, ShapeMismatchError
+
+STRUCTURES: dict[str, tuple[int, ...]] = {"lv_endo": (1,), "lv_epi": (1, 2), "la": (3,)}
+CAMUS_LABELS = (0, 1, 2, 3)
+LabelMap = np.ndarray | torch.Tensor
+
+
+def _label_batch(labels: LabelMap, name: str, batched: bool) -> torch.Tensor:
+    """Label map(s) as an integer tensor (B, 1, H, W), checked against the CAMUS label set."""
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.from_numpy(np.asarray(labels, dtype=np.float64))
+    tensor = labels.detach().cpu().double()
+    if batched:
+        if tensor.ndim != 4 or tensor.shape[1] != 1:
+            raise ShapeMismatchError(f"{name} has shape {tuple(tensor.shape)}; expected a batch (B, 1, H, W)")
+    else:
+        if tensor.ndim not in (2, 3, 4) or tensor.shape[:-2].numel() != 1:
+            raise ShapeMismatchError(
+                f"{name} has shape {tuple(tensor.shape)}; expected one label map (H, W), (1, H, W) or (1, 1, H, W) "
+                f"(use the *_batch function for batches)"
+            )
+        tensor = tensor.reshape(1, 1, *tensor.shape[-2:])
+    values = torch.unique(tensor).tolist()
+    if not set(values) <= set(CAMUS_LABELS):
+        found = ", ".join(f"{value:g}" for value in values)
+        raise LabelValueError(
+            f"{name} has label values {{{found}}}; expected CAMUS labels 0..3 "
+            f"(background, LV cavity, myocardium, left atrium)"
+        )
+    return tensor.long()
+
+
+def _pair(pred: LabelMap, target: LabelMap, batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    pred_batch, target_batch = _label_batch(pred, "pred", batched), _label_batch(target, "target", batched)
+    if pred_batch.shape != target_batch.shape:
+        raise ShapeMismatchError(
+            f"pred has shape {tuple(pred_batch.shape)} but target has {tuple(target_batch.shape)}; "
+            "expected equal shapes"
+        )
+    return pred_batch, target_batch
+
+
+def camus_structures(labels: torch.Tensor) -> torch.Tensor:
+    """Binary channels (B, 3, H, W) float64: LV endo, LV epi, LA from a (B, 1, H, W) label map."""
+    return torch.cat([torch.isin(labels, torch.tensor(values)) for values in STRUCTURES.values()], dim=1).double()
+
+
+def camus_dice_batch(pred: LabelMap, target: LabelMap) -> dict[str, np.ndarray]:
+    """Dice per image for LV endo, LV epi, LA and their mean; label maps (B, 1, H, W), numpy or torch."""
+    pred_batch, target_batch = _pair(pred, target, batched=True)
+    scores = compute_dice(
+        camus_structures(pred_batch), camus_structures(target_batch), include_background=True, ignore_empty=False
+    ).numpy()
+    result = {name: scores[:, index] for index, name in enumerate(STRUCTURES)}
+    result["mean"] = scores.mean(axis=1)
+    return result
+
+
+def camus_dice(pred: LabelMap, target: LabelMap) -> dict[str, float]:
+    """Dice for LV endo, LV epi, LA and their mean of one label map (H, W), (1, H, W) or (1, 1, H, W)."""
+    pred_batch, target_batch = _pair(pred, target, batched=False)
+    return {name: float(values[0]) for name, values in camus_dice_batch(pred_batch, target_batch).items()}
+
+
+def lv_endo_hausdorff_batch(
+    pred: LabelMap, target: LabelMap, spacing: float | Sequence[float] | None = None, percentile: float | None = None
+) -> np.ndarray:
+    """Symmetric Hausdorff distance per image between LV cavities (label 1), (B,) array.
+
+    Pixels by default; with ``spacing`` = (row, col) in mm (or one number), in mm. ``percentile``
+    in (0, 100], e.g. 95, replaces the maximum by that percentile of surface distances (0 is refused:
+    `compute_hausdorff_distance` reads it as "no percentile"). The distance is undefined, and
+    returned as nan, when either cavity is empty.
+    """
+    if percentile is not None and not 0 < percentile <= 100:
+        raise ValueError(f"percentile is {percentile}; expected 0 < percentile <= 100 or None (maximum)")
+    pred_batch, target_batch = _pair(pred, target, batched=True)
+    pred_endo, target_endo = (pred_batch == 1).float(), (target_batch == 1).float()
+    distances = np.full(pred_batch.shape[0], np.nan)
+    defined = (pred_endo.flatten(1).amax(1) > 0) & (target_endo.flatten(1).amax(1) > 0)
+    if defined.any():
+        distances[defined.numpy()] = compute_hausdorff_distance(
+            pred_endo[defined], target_endo[defined], include_background=True, percentile=percentile, spacing=spacing
+        )[:, 0].numpy()
+    return distances
+
+
+def lv_endo_hausdorff(
+    pred: LabelMap, target: LabelMap, spacing: float | Sequence[float] | None = None, percentile: float | None = None
+) -> float:
+    """`lv_endo_hausdorff_batch` for one label map (H, W), (1, H, W) or (1, 1, H, W)."""
+    pred_batch, target_batch = _pair(pred, target, batched=False)
+    return float(lv_endo_hausdorff_batch(pred_batch, target_batch, spacing=spacing, percentile=percentile)[0])
+
+
+def summarize(values: dict[str, Sequence[float]]) -> dict[str, dict[str, float | int]]:
+    """Mean, std (population, as ``np.std``) and count per metric over images; nan values are left out.
+
+    ``n`` counts the values used, ``n_nan`` those left out (e.g. Hausdorff with an empty cavity).
+    """
+    summary = {}
+    for name, metric_values in values.items():
+        array = np.asarray(metric_values, dtype=np.float64).ravel()
+        present = array[~np.isnan(array)]
+        summary[name] = {
+            "mean": float(present.mean()) if present.size else float("nan"),
+            "std": float(present.std()) if present.size else float("nan"),
+            "n": int(present.size),
+            "n_nan": int(array.size - present.size),
+        }
+    return summary
+
+
+def markdown_table(summary: dict[str, dict[str, float | int]], digits: int = 3) -> str:
+    """`summarize` output as a Markdown table: metric, mean, std, n (and how many nan were left out)."""
+    lines = ["| metric | mean | std | n |", "|---|---:|---:|---:|"]
+    for name, stats in summary.items():
+        count = f"{stats['n']}" + (f" ({stats['n_nan']} nan left out)" if stats.get("n_nan") else "")
+        lines.append(f"| {name} | {stats['mean']:.{digits}f} | {stats['std']:.{digits}f} | {count} |")
+    return "\n".join(lines)

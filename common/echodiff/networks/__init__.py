@@ -1,0 +1,31 @@
+"""Networks: the Gamma-prior VAE and EDM/VP/VE preconditioning around MONAI's (SPADE)DiffusionModelUNet."""
+
+from __future__ import annotations
+
+from echodiff.networks.gamma_vae import GammaVAE
+from echodiff.networks.preconditioning import (
+    PRECONDITIONERS,
+    EDMPrecond,
+    Preconditioner,
+    VEPrecond,
+    VPPrecond,
+    build_precond,
+    noise_level_to_timestep,
+    ve_noise_level_to_timestep,
+    vp_sigma,
+    vp_sigma_inv,
+)
+
+__all__ = [
+    "PRECONDITIONERS",
+    "EDMPrecond",
+    "GammaVAE",
+    "Preconditioner",
+    "VEPrecond",
+    "VPPrecond",
+    "build_precond",
+    "noise_level_to_timestep",
+    "ve_noise_level_to_timestep",
+    "vp_sigma",
+    "vp_sigma_inv",
+]

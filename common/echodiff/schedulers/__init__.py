@@ -1,0 +1,40 @@
+"""Noise schedulers chosen by name: MONAI's Gaussian DDPM/DDIM and their Gamma-noise versions (Nachmani et al. 2021)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, Scheduler
+
+from echodiff.errors import ConfigKeyError
+from echodiff.schedulers.gamma import (
+    GammaDDIMScheduler,
+    GammaDDPMScheduler,
+    GammaDiffusionPrepareBatch,
+    GammaNoiseMixin,
+    sample_gamma,
+)
+
+NOISE_SCHEDULERS: dict[str, dict[str, type[Scheduler]]] = {
+    "gaussian": {"ddpm": DDPMScheduler, "ddim": DDIMScheduler},
+    "gamma": {"ddpm": GammaDDPMScheduler, "ddim": GammaDDIMScheduler},
+}
+
+__all__ = [
+    "NOISE_SCHEDULERS",
+    "GammaDDIMScheduler",
+    "GammaDDPMScheduler",
+    "GammaDiffusionPrepareBatch",
+    "GammaNoiseMixin",
+    "get_noise_scheduler",
+    "sample_gamma",
+]
+
+
+def get_noise_scheduler(kind: str = "gaussian", type: str = "ddpm", **kwargs: Any) -> Scheduler:  # noqa: A002
+    """The scheduler NOISE_SCHEDULERS[kind][type] built with `kwargs` (e.g. kind="gamma", type="ddim", eta=0.0)."""
+    if kind not in NOISE_SCHEDULERS:
+        raise ConfigKeyError(f"unknown noise kind {kind!r}; expected one of {sorted(NOISE_SCHEDULERS)}")
+    if type not in NOISE_SCHEDULERS[kind]:
+        raise ConfigKeyError(f"unknown scheduler type {type!r}; expected one of {sorted(NOISE_SCHEDULERS[kind])}")
+    return NOISE_SCHEDULERS[kind][type](**kwargs)
