@@ -16,3 +16,32 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def phantom_camus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny built-in phantom in the CAMUS 2023 NIfTI layout (64 px; 4 training, 2 validation, 2 testing patients)."""
+    from echodiff.data.phantom import make_phantom_camus
+
+    out_dir = tmp_path_factory.mktemp("phantom") / "camus"
+    return make_phantom_camus(out_dir, n_train=4, n_val=2, n_test=2, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def phantom_echonet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny built-in phantom in the EchoNet-Dynamic layout (3 videos of 24 frames at 112 px)."""
+    from echodiff.data.phantom import make_phantom_echonet
+
+    out_dir = tmp_path_factory.mktemp("phantom") / "echonet"
+    return make_phantom_echonet(out_dir, n_videos=3, n_frames=24, size=112, seed=0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny tensors on a small shared CPU run several times faster on one thread (no OpenMP oversubscription)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -33,15 +33,18 @@ def test_required_files_exist(name):
     check_bundle_files(REPO_BUNDLES / name)
 
 
+def _fixtures(name: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    plan = load_run_plan(REPO_BUNDLES / name)
+    return {f: str(request.getfixturevalue(f)) for f in plan.get("fixtures", [])}
+
+
 @pytest.mark.parametrize("name", BUNDLES)
-def test_config_workflow_properties(name):
-    check_properties(REPO_BUNDLES / name)
+def test_config_workflow_properties(name, request, tmp_path):
+    check_properties(REPO_BUNDLES / name, _fixtures(name, request), tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLES)
 def test_every_config_runs_on_cpu_with_tiny_overrides(name, request, tmp_path):
-    plan = load_run_plan(REPO_BUNDLES / name)
-    fixtures = {f: str(request.getfixturevalue(f)) for f in plan.get("fixtures", [])}
-    done = run_ci_plan(REPO_BUNDLES / name, fixtures, tmp_path)
-    assert done == [run["name"] for run in plan["runs"]]
+    done = run_ci_plan(REPO_BUNDLES / name, _fixtures(name, request), tmp_path)
+    assert done == [run["name"] for run in load_run_plan(REPO_BUNDLES / name)["runs"]]

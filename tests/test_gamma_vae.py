@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,15 +12,6 @@ from echodiff.losses import GammaVAELoss
 from echodiff.networks import GammaVAE
 
 TINY = dict(channels=(8, 16, 16), norm_num_groups=8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny convolutions on a shared 2-core machine run ~10x faster on one thread (no OpenMP oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sector_images(batch: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:

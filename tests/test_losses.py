@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,15 +12,6 @@ from torch.distributions import Gamma, kl_divergence
 from echodiff.errors import ShapeMismatchError
 from echodiff.losses import EDMLoss, GammaVAELoss, VELoss, VPLoss
 from echodiff.networks import vp_sigma
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small tensor maths on a shared 2-core machine runs faster on one thread (no OpenMP oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def vae_outputs(seed: int = 0) -> dict[str, Tensor]:

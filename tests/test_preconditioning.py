@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -22,15 +21,6 @@ from echodiff.networks import (
     vp_sigma,
     vp_sigma_inv,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny convolutions on a shared 2-core machine run ~10x faster on one thread (no OpenMP oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class ZeroNetwork(nn.Module):

@@ -32,3 +32,7 @@ class ConfigKeyError(EchoDataError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigValueError(EchoDataError):
+    """A config value is outside its allowed range (t_prime > T, ensemble < 1, steps > t_prime...)."""

@@ -13,10 +13,13 @@ so a later run may read what an earlier one wrote. Adding a bundle therefore nee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +83,13 @@ def _config_files(bundle_dir: Path, run: dict) -> list[str]:
     return [str(bundle_dir / c) for c in run["config_file"]]
 
 
-def check_properties(bundle_dir: str | Path) -> None:
-    """`ConfigWorkflow.check_properties()` passes for every planned run that declares a workflow type."""
+def check_properties(bundle_dir: str | Path, fixtures: dict[str, str], tmp_dir: str | Path) -> None:
+    """`ConfigWorkflow.check_properties()` passes, after `initialize()` with the run's tiny overrides, for every planned
+    run that declares a workflow type (torchrun runs get a one-process CPU process group)."""
     from monai.bundle import ConfigWorkflow
 
     bundle_dir = Path(bundle_dir)
+    names = {"tmp": str(tmp_dir), **fixtures}
     for run in load_run_plan(bundle_dir)["runs"]:
         if not run.get("workflow_type"):
             continue
@@ -93,10 +98,40 @@ def check_properties(bundle_dir: str | Path) -> None:
             meta_file=str(bundle_dir / "configs" / "metadata.json"),
             logging_file=str(bundle_dir / "configs" / "logging.conf"),
             workflow_type=run["workflow_type"],
+            **_substitute(run.get("override", {}), names),
         )
-        missing = workflow.check_properties()
+        with _single_process_group(run.get("torchrun", False)):
+            workflow.initialize()
+            missing = workflow.check_properties()
+            workflow.finalize()
         if missing:
             raise BundleCheckError(f"{run['config_file']} ({run['workflow_type']}) lacks required properties {missing}")
+
+
+@contextlib.contextmanager
+def _single_process_group(enabled: bool) -> Iterator[None]:
+    """Environment for `init_process_group(init_method='env://')` with one CPU process, restored afterwards."""
+    if not enabled:
+        yield
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        import ignite.distributed as idist
+
+        idist.sync()  # ignite caches the (now destroyed) process group; re-detect the serial context
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _substitute(value: Any, names: dict[str, str]) -> Any:

@@ -1,0 +1,45 @@
+"""Data layer: CAMUS and EchoNet-Dynamic readers, built-in phantom, generator conditioning map, label-map augmentation,
+view-classification items."""
+
+from __future__ import annotations
+
+from .augment import RandLabelMapAugmentd, label_map_augmentation
+from .camus import (
+    CAMUS_LABELS,
+    PHASES,
+    SPLITS,
+    VIEWS,
+    LoadCAMUSd,
+    list_camus,
+    read_camus_array,
+    write_camus_nifti,
+    write_split_file,
+)
+from .conditioning import N_CONDITION_CLASSES, SectorConditionMapd, condition_map, sector_mask
+from .phantom import ensure_phantom, make_phantom_camus, make_phantom_echonet, phantom_frame
+from .views import VIEW_CLASSES, view_classification_items
+from . import echonet  # noqa: E402  (EchoNet-Dynamic reader: echodiff.data.echonet)
+
+__all__ = [
+    "CAMUS_LABELS",
+    "N_CONDITION_CLASSES",
+    "PHASES",
+    "SPLITS",
+    "VIEWS",
+    "VIEW_CLASSES",
+    "LoadCAMUSd",
+    "RandLabelMapAugmentd",
+    "SectorConditionMapd",
+    "condition_map",
+    "ensure_phantom",
+    "label_map_augmentation",
+    "list_camus",
+    "make_phantom_camus",
+    "make_phantom_echonet",
+    "phantom_frame",
+    "read_camus_array",
+    "sector_mask",
+    "view_classification_items",
+    "write_camus_nifti",
+    "write_split_file",
+]
