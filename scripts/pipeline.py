@@ -43,14 +43,15 @@ def view_classification(
     return json.loads(Path(out_dir, "bootstrap_accuracy.json").read_text())
 
 
-def demo(workdir: str = "runs/demo", dataset_dir: str | None = None, image_size: int = 64, epochs: int = 10,
-         seed: int = 0) -> None:
+def demo(workdir: str = "runs/demo", dataset_dir: str | None = None, image_size: int = 64, epochs: int = 20,
+         batch_size: int = 8, seed: int = 0) -> None:
     """Run the whole pipeline on `dataset_dir` (default: a phantom built in `workdir`) and print a summary table."""
     start = time.time()
     if dataset_dir is None:
         dataset_dir = str(make_phantom_camus(f"{workdir}/phantom_camus", n_train=24, n_val=6, n_test=8,
                                              size=image_size, seed=seed))
-    results = {"view_classification": view_classification(dataset_dir, workdir, image_size=image_size, epochs=epochs)}
+    results = {"view_classification": view_classification(dataset_dir, workdir, image_size=image_size, epochs=epochs,
+                                                         batch_size=batch_size)}
     vc = results["view_classification"]
     print("\n| stage | split | n | accuracy mean | median | std |\n|---|---|---|---|---|---|")
     print(f"| view classification | {vc['split']} | {vc['n_images']} | {vc['accuracy_mean']:.3f} "

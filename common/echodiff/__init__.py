@@ -11,7 +11,9 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("bundle", "data", "engines", "errors", "losses", "metrics", "networks", "samplers", "schedulers")
+_SUBPACKAGES = (
+    "bundle", "data", "engines", "errors", "generation", "inferers", "losses", "metrics", "networks", "samplers", "schedulers",
+)
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -4,5 +4,18 @@ from __future__ import annotations
 
 from .checkpoints import latest_checkpoint, resume_handlers
 from .classification_report import BootstrapAccuracySaver
+from .diffusion_segmentation import MaskDiffusionPrepareBatch
+from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
+from .segmentation_writer import SegmentationSaver
 
-__all__ = ["BootstrapAccuracySaver", "latest_checkpoint", "resume_handlers"]
+__all__ = [
+    "BootstrapAccuracySaver",
+    "CamusMeanDice",
+    "MaskDiffusionPrepareBatch",
+    "SegmentationReportSaver",
+    "SegmentationSaver",
+    "camus_scores",
+    "latest_checkpoint",
+    "resume_handlers",
+    "uncertainty_error_stats",
+]

@@ -1,0 +1,139 @@
+"""Segmentation engines: mask-diffusion training batches, CAMUS scores and key metric, uncertainty-vs-error statistics,
+the report handler (JSON + markdown) and the NIfTI/PNG writer."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.engines import SupervisedTrainer
+from monai.inferers import DiffusionInferer
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.schedulers import DDPMScheduler
+from PIL import Image
+
+from echodiff.data.camus import read_camus_array, write_camus_nifti
+from echodiff.engines import (
+    CamusMeanDice,
+    MaskDiffusionPrepareBatch,
+    SegmentationReportSaver,
+    SegmentationSaver,
+    camus_scores,
+    uncertainty_error_stats,
+)
+from echodiff.schedulers import get_noise_scheduler
+
+
+def _label(size: int = 16) -> torch.Tensor:
+    label = torch.zeros(1, size, size, dtype=torch.long)
+    label[:, 2:10, 4:12] = 2
+    label[:, 3:9, 5:11] = 1
+    label[:, 11:15, 5:11] = 3
+    return label
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gamma"])
+def test_mask_diffusion_batch_is_one_hot_x0_noise_target_and_image_condition(kind):
+    scheduler = get_noise_scheduler(kind, "ddpm", num_train_timesteps=100, schedule="cosine")
+    batch = {"image": torch.rand(8, 1, 16, 16), "label": _label().repeat(8, 1, 1, 1)}
+    x0, target, args, kwargs = MaskDiffusionPrepareBatch(scheduler, num_classes=4)(batch, torch.device("cpu"))
+    assert x0.shape == (8, 4, 16, 16) and set(x0.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(x0.argmax(dim=1, keepdim=True), batch["label"])
+    assert target is kwargs["noise"] and args == ()
+    assert kwargs["mode"] == "concat" and torch.equal(kwargs["condition"], batch["image"])
+    assert kwargs["timesteps"].shape == (8,) and 0 <= kwargs["timesteps"].min() and kwargs["timesteps"].max() < 100
+    assert abs(target.mean().item()) < 0.1 and target.std().item() == pytest.approx(1.0, abs=0.1)
+
+
+def test_mask_diffusion_training_step_runs_with_monai_trainer_and_concat_inferer():
+    scheduler = DDPMScheduler(num_train_timesteps=10, schedule="cosine")
+    network = DiffusionModelUNet(spatial_dims=2, in_channels=5, out_channels=4, channels=(8, 16),
+                                 attention_levels=(False, False), num_res_blocks=1, norm_num_groups=8)
+    data = [{"image": torch.rand(2, 1, 16, 16), "label": _label().repeat(2, 1, 1, 1)} for _ in range(2)]
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=data, network=network,
+        optimizer=torch.optim.Adam(network.parameters(), 1e-3), loss_function=torch.nn.MSELoss(),
+        inferer=DiffusionInferer(scheduler), prepare_batch=MaskDiffusionPrepareBatch(scheduler, num_classes=4),
+    )
+    trainer.run()
+    assert math.isfinite(trainer.state.output[0]["loss"])
+    assert trainer.state.output[0]["pred"].shape == (4, 16, 16)  # eps prediction of one decollated item
+
+
+def test_camus_scores_perfect_and_resized_predictions():
+    label = _label()
+    perfect = camus_scores(label, label)
+    assert perfect == {"dice_lv_endo": 100.0, "dice_lv_epi": 100.0, "dice_la": 100.0, "dice_mean": 100.0,
+                       "hd_lv_endo": 0.0}
+    upsampled_label = torch.nn.functional.interpolate(label[None].float(), size=(32, 32), mode="nearest")[0].long()
+    scores_map = torch.nn.functional.one_hot(label[0], 4).permute(2, 0, 1).float()  # class scores at 16 px
+    assert camus_scores(scores_map, upsampled_label)["dice_mean"] == 100.0
+    empty = camus_scores(torch.zeros_like(label), label)
+    assert empty["dice_mean"] == 0.0 and math.isnan(empty["hd_lv_endo"])
+
+
+def test_uncertainty_error_stats_rank_wrong_pixels():
+    label = _label()
+    pred = label.clone()
+    pred[:, 3:9, 5:8] = 0  # part of the cavity missed
+    wrong = (pred != label).float()
+    perfect = uncertainty_error_stats(wrong, pred, label)
+    assert perfect["uncertainty_auroc"] == 1.0 and perfect["uncertainty_error_r"] == pytest.approx(1.0)
+    assert perfect["uncertainty_wrong"] == 1.0 and perfect["uncertainty_right"] == 0.0
+    assert uncertainty_error_stats(1 - wrong, pred, label)["uncertainty_auroc"] == 0.0
+    flat = uncertainty_error_stats(torch.zeros_like(wrong), pred, label)
+    assert flat["uncertainty_auroc"] == 0.5 and math.isnan(flat["uncertainty_error_r"])
+    no_error = uncertainty_error_stats(torch.rand(1, 16, 16), label, label)
+    assert math.isnan(no_error["uncertainty_auroc"]) and math.isnan(no_error["uncertainty_wrong"])
+
+
+def test_camus_mean_dice_metric_averages_images():
+    metric = CamusMeanDice()
+    metric.reset()
+    metric.update(([_label(), torch.zeros(1, 16, 16)], [_label(), _label()]))
+    assert metric.compute() == pytest.approx(50.0)
+
+
+def _engine_with(outputs: list[dict], batch: list[dict]) -> Engine:
+    engine = Engine(lambda engine, data: None)
+    engine.state.output, engine.state.batch = outputs, batch
+    return engine
+
+
+def test_report_saver_writes_json_and_markdown(tmp_path):
+    label = _label()
+    saver = SegmentationReportSaver(str(tmp_path / "report.json"), extra={"split": "validation"})
+    engine = _engine_with([{"pred": label, "label": label, "uncertainty": torch.zeros(1, 16, 16)},
+                           {"pred": torch.zeros_like(label), "label": label, "uncertainty": torch.ones(1, 16, 16)}],
+                          [{"source": "a.nii.gz"}, {"source": "b.nii.gz"}])
+    saver._reset(engine)
+    saver._collect(engine)
+    saver._report(engine)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["split"] == "validation" and report["n_images"] == 2
+    assert report["metrics"]["dice_mean"]["mean"] == pytest.approx(50.0)
+    assert report["metrics"]["hd_lv_endo"] == {"mean": 0.0, "std": 0.0, "n": 1, "n_nan": 1}
+    assert report["per_image"][1]["hd_lv_endo"] is None  # strict JSON: nan written as null
+    assert "| dice_mean | 50.00 | 50.00 | 2 |" in (tmp_path / "report.md").read_text()
+
+
+def test_segmentation_saver_writes_nifti_at_source_size_and_overlay(tmp_path):
+    image = np.tile(np.arange(32, dtype=np.uint8) * 8, (24, 1))  # (H, W) = (24, 32), non-square on purpose
+    source = write_camus_nifti(tmp_path / "patient0001_2CH_ED.nii.gz", image, spacing=(0.5, 0.25))
+    pred = torch.zeros(4, 12, 16)
+    pred[1, :6] = 1.0  # top half LV cavity at the network size
+    pred[0, 6:] = 1.0
+    engine = _engine_with([{"pred": pred, "uncertainty": torch.linspace(0, 1, 16).expand(1, 12, 16)}],
+                          [{"source": str(source)}])
+    SegmentationSaver(str(tmp_path / "out"))._save(engine)
+    labels, spacing = read_camus_array(tmp_path / "out" / "patient0001_2CH_ED_pred.nii.gz")
+    assert labels.shape == (24, 32) and spacing == pytest.approx((0.5, 0.25))
+    assert (labels[:12] == 1).all() and (labels[12:] == 0).all()
+    uncertainty, _ = read_camus_array(tmp_path / "out" / "patient0001_2CH_ED_uncertainty.nii.gz")
+    assert uncertainty.shape == (24, 32) and uncertainty[:, -1].min() > uncertainty[:, 0].max()
+    overlay = Image.open(tmp_path / "out" / "patient0001_2CH_ED_overlay.png")
+    assert overlay.size == (64, 24)  # image with labels, uncertainty beside it
