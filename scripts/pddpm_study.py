@@ -13,7 +13,6 @@ Writes `<workdir>/study.json` (rows with exactly ROW_KEYS; Dice x 100, Hausdorff
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from torch.utils.data import Subset
 
 from echodiff.bundle import find_bundle_root
 from echodiff.data.phantom import make_phantom_camus
+from echodiff.io import atomic_write_text
 from echodiff.engines.segmentation_report import camus_scores, json_safe, uncertainty_error_stats
 from echodiff.inferers import PDDPMInferer
 
@@ -204,9 +204,7 @@ def study(
     for name, content in (("study.json", json.dumps(json_safe(rows), indent=2) + "\n"),
                           ("study_uncertainty.json", json.dumps(json_safe(uncertainty_rows), indent=2) + "\n"),
                           ("study.md", report)):
-        tmp = work / f".{name}.tmp"
-        tmp.write_text(content)
-        os.replace(tmp, work / name)
+        atomic_write_text(work / name, content)
     print(report)
     return rows
 

@@ -18,7 +18,7 @@ from .camus import (
 from .conditioning import N_CONDITION_CLASSES, SectorConditionMapd, condition_map, sector_mask
 from .phantom import ensure_phantom, make_phantom_camus, make_phantom_echonet, phantom_frame
 from .views import VIEW_CLASSES, view_classification_items
-from . import echonet  # noqa: E402  (EchoNet-Dynamic reader: echodiff.data.echonet)
+from . import echonet  # EchoNet-Dynamic reader: echodiff.data.echonet
 
 __all__ = [
     "CAMUS_LABELS",
@@ -31,6 +31,7 @@ __all__ = [
     "RandLabelMapAugmentd",
     "SectorConditionMapd",
     "condition_map",
+    "echonet",
     "ensure_phantom",
     "label_map_augmentation",
     "list_camus",

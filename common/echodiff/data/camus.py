@@ -8,8 +8,7 @@ legacy `.mhd` files as (1, H, W) in numpy order. MONAI's `NibabelReader` and `IT
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +16,7 @@ import numpy as np
 from monai.data import ITKReader, NibabelReader
 from monai.transforms import MapTransform
 
+from ..io import atomic_write
 from ..errors import (
     ConfigKeyError,
     CorruptFileError,
@@ -264,7 +264,7 @@ def write_camus_nifti(
         array = array.astype(np.uint8)
     affine = np.diag([float(spacing[1]), float(spacing[0]), 1.0, 1.0])
     image = nib.Nifti1Image(np.ascontiguousarray(array.T), affine)
-    _atomic_write(path, lambda tmp: nib.save(image, tmp), suffix="".join(path.suffixes))
+    atomic_write(path, lambda tmp: nib.save(image, tmp), suffix="".join(path.suffixes))
     return path
 
 
@@ -274,18 +274,5 @@ def write_split_file(dataset_dir: str | os.PathLike, split: str, patients: Itera
         raise ConfigKeyError(f"split {split!r} is not one of {', '.join(SPLITS)}.")
     path = split_file_path(dataset_dir, split)
     text = "".join(f"{p}\n" for p in patients)
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text), suffix=".txt")
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text), suffix=".txt")
     return path
-
-
-def _atomic_write(path: Path, write: Callable[[str], object], suffix: str) -> None:
-    """Run `write(temp_path)` on a temp file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 
+from echodiff.io import atomic_write_json
 from echodiff.metrics.classification import bootstrap_accuracy
 
 
@@ -61,9 +61,6 @@ class BootstrapAccuracySaver:
             "n_draws": self.n_draws,
             "fraction": self.fraction,
         }
-        self.output_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.output_file.with_suffix(self.output_file.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, self.output_file)
+        atomic_write_json(self.output_file, result)
         self.logger.info("bootstrap accuracy %s -> %s", json.dumps(result), self.output_file)
         print(json.dumps(result, indent=2))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from scipy.stats import rankdata
 
 from echodiff.errors import ShapeMismatchError
+from echodiff.io import atomic_write_text
 from echodiff.metrics.segmentation import camus_dice_batch, lv_endo_hausdorff_batch, markdown_table, summarize
 
 DICE_KEYS = {"lv_endo": "dice_lv_endo", "lv_epi": "dice_lv_epi", "la": "dice_la", "mean": "dice_mean"}
@@ -166,8 +166,8 @@ class SegmentationReportSaver:
             "per_image": self.rows,
         }
         table = f"## {self.title}\n\n{markdown_table(summary, digits=2)}\n"
-        _atomic_write_text(self.output_file, json.dumps(json_safe(result), indent=2) + "\n")
-        _atomic_write_text(self.output_file.with_suffix(".md"), table)
+        atomic_write_text(self.output_file, json.dumps(json_safe(result), indent=2) + "\n")
+        atomic_write_text(self.output_file.with_suffix(".md"), table)
         self.logger.info("segmentation report -> %s", self.output_file)
         print(table)
 
@@ -181,10 +181,3 @@ def json_safe(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     return value
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -15,19 +15,16 @@ from PIL import Image
 
 from echodiff.data.camus import read_camus_array, write_camus_nifti
 from echodiff.engines.segmentation_report import label_map_at, map_at
+from echodiff.io import atomic_write
 
 LABEL_COLOURS = {1: (230, 60, 60), 2: (60, 200, 90), 3: (70, 130, 250)}  # LV cavity, myocardium, left atrium
 
 
 def write_float_nifti(path: str | os.PathLike, array_hw: np.ndarray, spacing: tuple[float, float]) -> Path:
     """An (H, W) float map written in the orientation of `write_camus_nifti` (nibabel (W, H); zooms column, row)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     affine = np.diag([float(spacing[1]), float(spacing[0]), 1.0, 1.0])
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(np.asarray(array_hw, dtype=np.float32).T), affine), tmp)
-    os.replace(tmp, path)
-    return path
+    image = nib.Nifti1Image(np.ascontiguousarray(np.asarray(array_hw, dtype=np.float32).T), affine)
+    return atomic_write(path, lambda tmp: nib.save(image, tmp), suffix=".nii.gz")
 
 
 def overlay_png(image_hw: np.ndarray, labels_hw: np.ndarray, uncertainty_hw: np.ndarray | None = None,
@@ -88,7 +85,6 @@ class SegmentationSaver:
                 uncertainty = map_at(torch.as_tensor(item[self.uncertainty_key]), image.shape)[0].numpy()
                 write_float_nifti(f"{stem}_uncertainty.nii.gz", uncertainty, spacing)
             if self.overlay:
-                tmp = stem.with_name(f".{stem.name}_overlay.tmp.png")
-                overlay_png(image, labels, uncertainty).save(tmp)
-                os.replace(tmp, f"{stem}_overlay.png")
+                png = overlay_png(image, labels, uncertainty)
+                atomic_write(f"{stem}_overlay.png", lambda tmp, png=png: png.save(tmp, format="PNG"), suffix=".png")
             self.logger.debug("saved %s predictions to %s", source, self.output_dir)

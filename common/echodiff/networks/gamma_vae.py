@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from monai.networks.nets.autoencoderkl import Decoder, Encoder
 from monai.utils import ensure_tuple_rep

@@ -1,0 +1,171 @@
+"""Training pieces for MONAI's SupervisedTrainer / SupervisedEvaluator: `iteration_update` steps and checkpoint writers.
+
+The two stages of Stojanovski et al. 2024: the Gamma-VAE (reconstruction + KL + latent terms, `GammaVAELoss`), then the
+denoiser of a `LabelToImageGenerator` (`training_loss`). MONAI's default iteration computes loss(pred, target) from one
+network output, which fits neither the VAE's four outputs nor the EDM loss (it draws sigma and weights per sample), so
+each stage gets its own step. Batches are dicts with "image" (B, 1, H, W) in [0, 1] and "cond" (B, 1, H, W), the
+condition map 0..4 of `SectorConditionMapd` (sector = cond > 0). The network call goes through `engine.inferer`
+(SimpleInferer: `network(image, ...)`), so a DistributedDataParallel network synchronises gradients. The steps fire
+MONAI's `IterationEvents` like its own iteration, so outputs are decollated and handlers see them as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys as Keys
+from monai.utils import convert_to_tensor
+from torch import Tensor, nn
+
+from echodiff.generation.generator import save_autoencoder, save_generator
+
+__all__ = [
+    "AutoencoderEvalStep",
+    "AutoencoderSaver",
+    "AutoencoderTrainStep",
+    "DiffusionTrainStep",
+    "GeneratorSaver",
+    "unwrap",
+]
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The module inside a DataParallel / DistributedDataParallel wrapper, else `network` itself."""
+    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
+
+
+def _autocast(engine: Engine) -> contextlib.AbstractContextManager:
+    """bf16 autocast when the engine runs with `amp` on CUDA (DESIGN.md: mixed precision on CUDA only)."""
+    device = torch.device(engine.state.device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(engine.amp) and device.type == "cuda")
+
+
+def _inputs(engine: Engine, batchdata: Mapping, image_key: str, cond_key: str) -> tuple[Tensor, Tensor]:
+    """(images float32, condition maps) of a batch, on the engine's device, without MONAI metadata."""
+    device = engine.state.device
+    images = convert_to_tensor(batchdata[image_key], device=device, dtype=torch.float32, track_meta=False)
+    return images, convert_to_tensor(batchdata[cond_key], device=device, track_meta=False)
+
+
+def _backward_and_step(engine: Engine, loss: Tensor) -> dict:
+    """Store the loss, backpropagate and step the optimiser, firing MONAI's iteration events as its own iteration does
+    (MODEL_COMPLETED decollates the output and runs the postprocessing); returns `engine.state.output`."""
+    engine.state.output[Keys.LOSS] = loss
+    engine.fire_event(IterationEvents.LOSS_COMPLETED)
+    loss.backward()
+    engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+    engine.optimizer.step()
+    engine.fire_event(IterationEvents.MODEL_COMPLETED)
+    return engine.state.output
+
+
+class AutoencoderTrainStep:
+    """`iteration_update` of a SupervisedTrainer for the Gamma-VAE (Stojanovski et al. 2024).
+
+    The trainer's `loss_function` is a `GammaVAELoss`; its warm-up counts trainer epochs from 0 (epoch 1 -> 0).
+    Output: {"image", "pred": reconstruction, "loss", "loss_<term>" for each weighted term}, decollated by MONAI.
+    """
+
+    def __init__(self, image_key: str = "image", cond_key: str = "cond") -> None:
+        self.image_key, self.cond_key = image_key, cond_key
+
+    def __call__(self, engine: Engine, batchdata: Mapping) -> dict:
+        images, cond = _inputs(engine, batchdata, self.image_key, self.cond_key)
+        sector = (cond > 0).float()
+        engine.state.output = {Keys.IMAGE: images}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        with _autocast(engine):
+            recon, z, concentration, rate = engine.inferer(images, engine.network, sector)
+        engine.state.output[Keys.PRED] = recon.float()
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        latent_mask = unwrap(engine.network).latent_mask(sector)
+        loss, terms = engine.loss_function(
+            images, recon.float(), z, concentration, rate, latent_mask, epoch=engine.state.epoch - 1
+        )
+        engine.state.output.update({f"loss_{name}": value for name, value in terms.items()})
+        return _backward_and_step(engine, loss)
+
+
+class AutoencoderEvalStep:
+    """`iteration_update` of a SupervisedEvaluator for the Gamma-VAE: the posterior-mean reconstruction (eval mode).
+
+    Output: {"image", "label": the image (the reconstruction target, for MONAI's regression metrics), "pred"}.
+    """
+
+    def __init__(self, image_key: str = "image", cond_key: str = "cond") -> None:
+        self.image_key, self.cond_key = image_key, cond_key
+
+    def __call__(self, engine: Engine, batchdata: Mapping) -> dict:
+        images, cond = _inputs(engine, batchdata, self.image_key, self.cond_key)
+        engine.state.output = {Keys.IMAGE: images, Keys.LABEL: images}
+        engine.network.eval()
+        with torch.no_grad(), _autocast(engine):
+            engine.state.output[Keys.PRED] = engine.inferer(images, engine.network, (cond > 0).float())[0].float()
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+
+class DiffusionTrainStep:
+    """`iteration_update` of a SupervisedTrainer for a `LabelToImageGenerator`: one step on its `training_loss`
+    (called as the network's forward). Output: {"image", "label": the condition map, "loss"}."""
+
+    def __init__(self, image_key: str = "image", cond_key: str = "cond") -> None:
+        self.image_key, self.cond_key = image_key, cond_key
+
+    def __call__(self, engine: Engine, batchdata: Mapping) -> dict:
+        images, cond = _inputs(engine, batchdata, self.image_key, self.cond_key)
+        engine.state.output = {Keys.IMAGE: images, Keys.LABEL: cond}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        with _autocast(engine):
+            loss = engine.inferer(images, engine.network, cond)
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        return _backward_and_step(engine, loss)
+
+
+class AutoencoderSaver:
+    """Ignite handler writing the engine's Gamma-VAE with `save_autoencoder(path, network, build_kwargs)`.
+
+    `best=True` (attach to the evaluator): after each validation whose key metric is the best so far, with the
+    metric in the file; `best=False` (attach to the trainer): after every epoch, the "last" weights.
+    """
+
+    def __init__(self, path: str | Path, build_kwargs: dict, best: bool = True) -> None:
+        self.path, self.build_kwargs, self.best = path, build_kwargs, best
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        extra: dict[str, Any] = {"epoch": engine.state.epoch}
+        if self.best:
+            if engine.state.best_metric_epoch != engine.state.epoch:
+                return
+            extra[engine.state.key_metric_name] = float(engine.state.best_metric)
+        save_autoencoder(self.path, unwrap(engine.network), self.build_kwargs, extra)
+
+
+class GeneratorSaver:
+    """Ignite handler writing the trainer's generator with `save_generator(path, ...)` every `interval` epochs and
+    when training completes ({"epoch": trainer epoch} in the file)."""
+
+    def __init__(self, path: str | Path, interval: int = 1) -> None:
+        self.path, self.interval = path, interval
+        self.saved_epoch = -1
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if engine.state.epoch != self.saved_epoch:
+            save_generator(self.path, unwrap(engine.network), {"epoch": engine.state.epoch})
+            self.saved_epoch = engine.state.epoch

@@ -1,0 +1,285 @@
+"""Tests for echodiff.generation.generator and .training: conditioning, sampling errors, checkpoints, training steps."""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader
+from monai.engines import SupervisedTrainer
+from monai.inferers import SimpleInferer
+from test_generation_models import SIZE, build, fan_condition_map
+
+from echodiff.errors import ConfigKeyError, ConfigValueError, CorruptFileError, LabelValueError, MissingFileError
+from echodiff.errors import ShapeMismatchError
+from echodiff.generation import (
+    AutoencoderSaver,
+    AutoencoderTrainStep,
+    DiffusionTrainStep,
+    GeneratorCheckpoint,
+    GeneratorInferer,
+    GeneratorSaver,
+    autoencoder_kwargs,
+    build_autoencoder,
+    load_autoencoder,
+    load_generator,
+    save_autoencoder,
+    save_generator,
+)
+from echodiff.losses import GammaVAELoss
+from echodiff.samplers import ChurnSpec
+
+TINY_NETWORK = dict(channels=(8, 16), attention_levels=(False, True), num_res_blocks=1, num_head_channels=8,
+                    norm_num_groups=8, spade_intermediate_channels=8)  # fmt: skip
+TINY_AUTOENCODER = dict(channels=(8, 16, 16), num_res_blocks=1, norm_num_groups=8)
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def echo_images(cond: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Speckle-like images in [0, 1] for a condition map: dark LV cavity, bright myocardium, zero outside the sector."""
+    speckle = torch.rand(cond.shape, generator=seeded(seed))
+    brightness = torch.tensor([0.0, 0.1, 0.4, 0.8, 0.15])[cond]
+    return (brightness + 0.2 * speckle) * (cond > 0)
+
+
+def test_condition_one_hot_encodes_the_five_classes():
+    cond = fan_condition_map(1)
+    one_hot = build("edm").condition(cond)
+    assert one_hot.shape == (1, 5, SIZE, SIZE) and one_hot.dtype == torch.float32
+    assert torch.equal(one_hot.argmax(dim=1, keepdim=True), cond) and torch.equal(one_hot.sum(dim=1), torch.ones(1, SIZE, SIZE))
+
+
+def test_condition_refuses_values_outside_0_to_4_naming_the_values_found():
+    generator, cond = build("edm"), fan_condition_map(1)
+    cond[0, 0, 0, 0] = 7
+    with pytest.raises(LabelValueError, match=r"condition map has values \{0, 1, 2, 3, 4, 7\}; expected condition "
+                       r"classes 0..4 \(0 outside sector, 1 LV cavity, 2 in-sector tissue, 3 myocardium, 4 left atrium\)"):  # fmt: skip
+        generator.condition(cond)
+    with pytest.raises(LabelValueError, match=r"\{0, 1.5, 2\}"):
+        generator.condition(torch.tensor([0.0, 1.5, 2.0]).repeat(SIZE * SIZE)[: SIZE * SIZE].reshape(1, 1, SIZE, SIZE))
+
+
+def test_condition_refuses_other_sizes_and_layouts_naming_both_sizes():
+    generator = build("edm")
+    with pytest.raises(ShapeMismatchError, match="condition map is 64 x 64; generator 'edm' makes 32 x 32 images"):
+        generator.condition(fan_condition_map(1, size=64))
+    with pytest.raises(ShapeMismatchError, match=r"condition map has shape \(1, 32, 32\); expected \(B, 1, H, W\)"):
+        generator.condition(fan_condition_map(1)[:, 0])
+
+
+def test_unknown_sampler_names_raise_config_key_error_with_the_choices():
+    cond = fan_condition_map(1)
+    with pytest.raises(ConfigKeyError, match=r"unknown sampler 'ddpm'; expected one of \['dpmpp_2m', 'euler', 'heun'\]"):
+        build("edm").sample(cond, sampler="ddpm", steps=2)
+    with pytest.raises(ConfigKeyError, match="sampler 'heun' does not apply to the DDPM-type model 'sdm'; expected one "
+                       "of ddpm, ddim"):  # fmt: skip
+        build("sdm").sample(cond, sampler="heun")
+
+
+def test_sdm_refuses_ddpm_with_fewer_steps_churn_and_zero_steps():
+    generator, cond = build("sdm"), fan_condition_map(1)
+    with pytest.raises(ConfigValueError, match="steps=2 with sampler 'ddpm': DDPM takes every one of the T=4 steps"):
+        generator.sample(cond, sampler="ddpm", steps=2)
+    with pytest.raises(ConfigValueError, match="applies to the EDM-family samplers"):
+        generator.sample(cond, churn=ChurnSpec.paper_defaults())
+    with pytest.raises(ConfigValueError, match="steps=0; expected a whole number of sampling steps >= 1"):
+        build("edm").sample(cond, steps=0)
+
+
+def test_same_seed_gives_the_same_stochastic_samples_and_another_seed_others():
+    generator, cond = build("edm"), fan_condition_map(1)
+    churn = ChurnSpec.paper_defaults()
+    first, _ = generator.sample(cond, steps=2, churn=churn, generator=seeded(0))
+    again, _ = generator.sample(cond, steps=2, churn=churn, generator=seeded(0))
+    other, _ = generator.sample(cond, steps=2, churn=churn, generator=seeded(1))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+@pytest.mark.parametrize(("model", "options"), [("edm_l64", {"latent_scale": 0.8}), ("sdm", {"noise": "gamma"})])
+def test_save_load_round_trip_gives_bit_exact_samples(tmp_path, model, options):
+    generator, cond = build(model, **options), fan_condition_map()
+    with torch.no_grad():  # make the zero-initialised output layers matter
+        for parameter in generator.denoiser.parameters():
+            parameter.add_(0.01 * torch.randn(parameter.shape, generator=seeded(1)))
+    path = save_generator(tmp_path / "generator.pt", generator, extra={"epoch": 3})
+    loaded = load_generator(path)
+    assert (loaded.model, loaded.image_size, loaded.noise) == (model, SIZE, options.get("noise", "gaussian"))
+    assert loaded.latent_scale == options.get("latent_scale", 1.0) and loaded.build_kwargs == generator.build_kwargs
+    steps = {"steps": 2} if model != "sdm" else {}
+    before, nfe = generator.sample(cond, generator=seeded(7), **steps)
+    after, nfe_loaded = loaded.sample(cond, generator=seeded(7), **steps)
+    assert torch.equal(before, after) and nfe == nfe_loaded and float(before.std()) > 0
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["format"] == "echodiff.generator" and checkpoint["epoch"] == 3
+    assert checkpoint["latent_scale"] == options.get("latent_scale", 1.0)
+
+
+def test_checkpoints_hold_plain_data_only_and_refuse_objects_and_reserved_extras(tmp_path):
+    generator = build("edm_l64")
+    checkpoint = torch.load(save_generator(tmp_path / "g.pt", generator), weights_only=True)
+
+    def plain(value: object) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (str, int, float, bool, torch.Tensor))
+
+    assert plain(checkpoint) and checkpoint["build_kwargs"]["autoencoder"]["channels"] == [32, 64, 64]
+    with pytest.raises(ConfigValueError, match="extra holds .*checkpoints store only tensors, numbers, strings"):
+        save_generator(tmp_path / "g.pt", generator, extra={"churn": ChurnSpec()})
+    with pytest.raises(ConfigValueError, match=r"extra keys \['latent_scale'\] are reserved"):
+        save_generator(tmp_path / "g.pt", generator, extra={"latent_scale": 2.0})
+
+
+def test_load_generator_names_a_missing_file(tmp_path):
+    with pytest.raises(MissingFileError, match=f"generator checkpoint {tmp_path}/absent.pt does not exist; train one "
+                       "with configs/train_diffusion.json"):  # fmt: skip
+        load_generator(tmp_path / "absent.pt")
+
+
+def test_load_generator_refuses_files_that_are_not_generator_checkpoints(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CorruptFileError, match=f"{text} cannot be read as a torch checkpoint"):
+        load_generator(text)
+    monai_style = tmp_path / "model.pt"
+    torch.save({"model": build("edm").state_dict()}, monai_style)
+    with pytest.raises(CorruptFileError, match=r"is not a generator checkpoint: it holds a dict with keys \['model'\]"):
+        load_generator(monai_style)
+    autoencoder = save_autoencoder(tmp_path / "ae.pt", build_autoencoder("edm_l64"), autoencoder_kwargs("edm_l64"))
+    with pytest.raises(CorruptFileError, match=r"it holds format 'echodiff.gamma_vae' \(a Gamma-VAE autoencoder"):
+        load_generator(autoencoder)
+
+
+def test_load_generator_refuses_a_state_dict_that_does_not_match_its_recorded_config(tmp_path):
+    path = save_generator(tmp_path / "g.pt", build("edm"))
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["build_kwargs"]["network"]["channels"] = [32, 64, 128]
+    torch.save(checkpoint, tmp_path / "resized.pt")
+    with pytest.raises(CorruptFileError, match=r"resized.pt: its state_dict does not match the 'edm' generator its "
+                       r"build_kwargs describe; .*shapes \(\d+\): denoiser"):  # fmt: skip
+        load_generator(tmp_path / "resized.pt")
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["state_dict"]["denoiser.model.out.2.conv.bias"]
+    torch.save(checkpoint, tmp_path / "truncated.pt")
+    with pytest.raises(CorruptFileError, match=r"missing keys \(1\): denoiser.model.out.2.conv.bias"):
+        load_generator(tmp_path / "truncated.pt")
+    checkpoint["build_kwargs"]["model"] = "ldm"
+    torch.save(checkpoint, tmp_path / "unknown.pt")
+    with pytest.raises(CorruptFileError, match="records build_kwargs that build no generator .*unknown generator model"):
+        load_generator(tmp_path / "unknown.pt")
+
+
+def test_latent_models_encode_with_the_posterior_mean_even_in_training_mode():
+    generator, cond = build("edm_l64"), fan_condition_map()
+    generator.train()  # in training mode the Gamma-VAE's forward would draw a posterior sample
+    images, sector = echo_images(cond), (cond > 0).float()
+    first, second = generator.to_diffusion(images, sector), generator.to_diffusion(images, sector)
+    assert torch.equal(first, second) and first.shape == (2, 1, SIZE // 4, SIZE // 4)
+    vae = generator.autoencoder
+    mean = vae.posterior_mean(*vae.encode(images)) * vae.latent_mask(sector)
+    torch.testing.assert_close(first, (2 * mean - 1).clamp(-1, 1))
+    assert torch.equal(generator.training_loss(images, cond, seeded(3)), generator.training_loss(images, cond, seeded(3)))
+
+
+@pytest.mark.parametrize("model", ["edm", "edm_l64"])
+def test_a_few_adam_steps_reduce_the_training_loss_on_a_fixed_batch(model):
+    generator = build(model, network=TINY_NETWORK, autoencoder=TINY_AUTOENCODER if model == "edm_l64" else None)
+    cond = fan_condition_map()
+    images = echo_images(cond)
+
+    def mean_loss() -> float:  # the same 4 noise draws before and after training
+        with torch.no_grad():
+            return sum(float(generator.training_loss(images, cond, seeded(s))) for s in range(4)) / 4
+
+    optimizer = torch.optim.Adam(generator.denoiser.parameters(), lr=3e-3)
+    before = mean_loss()
+    torch.manual_seed(0)
+    for _ in range(10):
+        optimizer.zero_grad()
+        generator(images, cond).backward()
+        optimizer.step()
+    assert mean_loss() < 0.85 * before
+
+
+def test_autoencoder_checkpoint_round_trip_and_loading_into_a_latent_generator(tmp_path):
+    torch.manual_seed(1)
+    vae = build_autoencoder("edm_l64")
+    path = save_autoencoder(tmp_path / "autoencoder.pt", vae, autoencoder_kwargs("edm_l64"), extra={"epoch": 2})
+    loaded = load_autoencoder(path)
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), loaded.state_dict().values()))
+    generator = build("edm_l64")
+    generator.load_autoencoder_weights(path)
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), generator.autoencoder.state_dict().values()))
+    generator_path = save_generator(tmp_path / "generator.pt", build("edm_l64"))
+    replaced = load_generator(generator_path, autoencoder_path=path)
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), replaced.autoencoder.state_dict().values()))
+
+    other = save_autoencoder(tmp_path / "other.pt", build_autoencoder("edm_l64", {"num_res_blocks": 2}),
+                             autoencoder_kwargs("edm_l64", {"num_res_blocks": 2}))  # fmt: skip
+    with pytest.raises(CorruptFileError, match=r"other.pt holds a Gamma-VAE whose \['num_res_blocks'\] are \[2\]; "
+                       r"generator 'edm_l64' was built with \[1\]"):  # fmt: skip
+        generator.load_autoencoder_weights(other)
+    with pytest.raises(ConfigValueError, match="pixel-space model 'edm'"):
+        build("edm").load_autoencoder_weights(path)
+    with pytest.raises(MissingFileError, match="Gamma-VAE autoencoder checkpoint .*absent.pt does not exist; train it "
+                       "first with configs/train_autoencoder.json"):  # fmt: skip
+        generator.load_autoencoder_weights(tmp_path / "absent.pt")
+
+
+def test_generator_checkpoint_loads_lazily_and_the_inferer_reproduces_seeded_sampling(tmp_path):
+    lazy = GeneratorCheckpoint(tmp_path / "later.pt")  # building it needs no file, as bundle property checks do
+    cond = fan_condition_map()
+    with pytest.raises(MissingFileError, match="later.pt does not exist"):
+        lazy.sample(cond)
+    generator = build("edm")
+    save_generator(tmp_path / "later.pt", generator)
+    inferer = GeneratorInferer(steps=2, seed=5)
+    images = inferer(cond, lazy)
+    expected, nfe = generator.sample(cond, steps=2, generator=seeded(5))
+    assert torch.equal(images, expected) and inferer.nfe == nfe == 3
+
+
+def _loader(cond: torch.Tensor) -> DataLoader:
+    return DataLoader([{"image": echo_images(c[None])[0], "cond": c} for c in cond], batch_size=2)
+
+
+def test_diffusion_train_step_trains_through_a_monai_trainer_and_the_saver_writes_a_loadable_generator(tmp_path):
+    generator = build("edm", network=TINY_NETWORK)
+    optimizer = torch.optim.Adam(generator.denoiser.parameters(), lr=1e-3)
+    untrained = {k: v.clone() for k, v in generator.state_dict().items()}
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=2, train_data_loader=_loader(fan_condition_map(4)), network=generator,
+        optimizer=optimizer, loss_function=generator.training_loss, inferer=SimpleInferer(),
+        iteration_update=DiffusionTrainStep(), train_handlers=[GeneratorSaver(tmp_path / "g.pt", interval=1)],
+    )  # fmt: skip
+    trainer.run()
+    assert trainer.state.iteration == 4 and float(trainer.state.output[0]["loss"]) > 0  # decollated output
+    assert not torch.equal(generator.state_dict()["denoiser.model.out.2.conv.weight"], untrained["denoiser.model.out.2.conv.weight"])
+    loaded = load_generator(tmp_path / "g.pt")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in generator.state_dict().items())
+    assert torch.load(tmp_path / "g.pt", weights_only=True)["epoch"] == 2
+
+
+def test_autoencoder_train_step_counts_the_warm_up_in_epochs_and_the_saver_writes_the_last_weights(tmp_path):
+    torch.manual_seed(0)
+    kwargs = autoencoder_kwargs("edm_l64", TINY_AUTOENCODER)
+    vae = build_autoencoder("edm_l64", TINY_AUTOENCODER)
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=2, train_data_loader=_loader(fan_condition_map(2)), network=vae,
+        optimizer=torch.optim.Adam(vae.parameters(), lr=1e-3), loss_function=GammaVAELoss(warmup_epochs=1),
+        inferer=SimpleInferer(), iteration_update=AutoencoderTrainStep(),
+        train_handlers=[AutoencoderSaver(tmp_path / "last.pt", kwargs, best=False)],
+    )  # fmt: skip
+    latent_terms = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: latent_terms.append(e.state.output[0]["loss_latent"]))
+    trainer.run()
+    assert latent_terms[0] == 0 and latent_terms[1] > 0  # epoch 1 is warm-up epoch 0; the latent term starts at 1
+    assert len(trainer.state.output) == 2 and trainer.state.output[0]["pred"].shape == (1, SIZE, SIZE)
+    loaded = load_autoencoder(tmp_path / "last.pt")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in vae.state_dict().items())
