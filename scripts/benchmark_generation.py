@@ -32,16 +32,15 @@ from typing import Any
 
 import fire
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from echodiff.io import atomic_write
 from echodiff.data.conditioning import N_CONDITION_CLASSES, condition_map
 from echodiff.data.phantom import phantom_frame
 from echodiff.errors import ConfigKeyError, ConfigValueError
 from echodiff.generation import GENERATOR_MODELS, LabelToImageGenerator, build_generator
+from echodiff.io import atomic_write
 from echodiff.networks import Preconditioner
 from echodiff.samplers import SAMPLERS, ChurnSpec
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "bundles" / "echo_ldm_generation" / "docs" / "benchmark.json"
 REFERENCE = "sdm"

@@ -19,16 +19,15 @@ from pathlib import Path
 import fire
 import numpy as np
 import torch
+from echodiff.bundle import find_bundle_root
+from echodiff.data.phantom import make_phantom_camus
+from echodiff.engines.segmentation_report import camus_scores, json_safe, uncertainty_error_stats
+from echodiff.inferers import PDDPMInferer
+from echodiff.io import atomic_write_text
 from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 from monai.data import DataLoader
 from torch.utils.data import Subset
-
-from echodiff.bundle import find_bundle_root
-from echodiff.data.phantom import make_phantom_camus
-from echodiff.io import atomic_write_text
-from echodiff.engines.segmentation_report import camus_scores, json_safe, uncertainty_error_stats
-from echodiff.inferers import PDDPMInferer
 
 BUNDLE = "echo_pddpm_segmentation"
 T_PRIMES = (50, 100, 200, 300, 500)

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import fire
-from monai.bundle import run as bundle_run
-
 from echodiff.bundle import find_bundle_root
 from echodiff.data.phantom import make_phantom_camus
+from monai.bundle import run as bundle_run
 
 
 def _bundle_configs(bundle: str, *names: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ import os
 import fire
 import torch
 import torch.distributed as dist
-
 from echodiff.generation.generator import load_generator
 from echodiff.generation.synthesis import generator_fn, synthesize_dataset
 from echodiff.samplers import ChurnSpec

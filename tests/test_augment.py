@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from echodiff.data.augment import RandLabelMapAugmentd, bspline_displacement, label_map_augmentation
 from echodiff.data.phantom import phantom_frame
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
 from echodiff.errors import ConfigKeyError, ConfigValueError
 from echodiff.generation import build_generator
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_generation.py"
 spec = importlib.util.spec_from_file_location("benchmark_generation", SCRIPT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from echodiff.bundle import (
     REPO_BUNDLES,
     bundle_names,

@@ -11,9 +11,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.data import DataLoader, Dataset
-from monai.transforms import Compose
-
 from echodiff.data.camus import (
     CAMUS_LABELS,
     LoadCAMUSd,
@@ -31,6 +28,8 @@ from echodiff.errors import (
     MissingFileError,
     ShapeMismatchError,
 )
+from monai.data import DataLoader, Dataset
+from monai.transforms import Compose
 
 
 def write_legacy_mhd(path: Path, array_hw: np.ndarray, spacing_xyz: tuple[float, float, float]) -> None:

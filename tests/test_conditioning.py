@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.transforms import Compose
-
 from echodiff.data.camus import LoadCAMUSd, list_camus
 from echodiff.data.conditioning import N_CONDITION_CLASSES, SectorConditionMapd, condition_map, sector_mask
 from echodiff.errors import LabelValueError, ShapeMismatchError
+from monai.transforms import Compose
 
 # 6 x 6 frame: sector = the inner 4 x 4 square; one blood pixel inside it is exactly 0 (a hole to fill)
 IMAGE = np.zeros((6, 6), np.float32)

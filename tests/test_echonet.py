@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from echodiff.data.echonet import (
     list_echonet,
     load_echonet_item,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import torch
+from echodiff.engines import BootstrapAccuracySaver, latest_checkpoint, resume_handlers
 from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
 from monai.handlers import CheckpointSaver
-
-from echodiff.engines import BootstrapAccuracySaver, latest_checkpoint, resume_handlers
 
 
 def _trainer(max_epochs: int) -> tuple[SupervisedTrainer, torch.nn.Module, torch.optim.Optimizer]:

@@ -6,9 +6,6 @@ import math
 
 import pytest
 import torch
-from monai.inferers import DiffusionInferer
-from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
-
 from echodiff.errors import ConfigKeyError
 from echodiff.schedulers import (
     GammaDDIMScheduler,
@@ -17,6 +14,8 @@ from echodiff.schedulers import (
     GammaNoiseMixin,
     get_noise_scheduler,
 )
+from monai.inferers import DiffusionInferer
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 N = 100_000
 

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from echodiff.errors import ShapeMismatchError
 from echodiff.losses import GammaVAELoss
 from echodiff.networks import GammaVAE

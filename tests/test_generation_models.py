@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from monai.networks.nets import SPADEDiffusionModelUNet
-from monai.networks.schedulers import DDPMScheduler
-
 from echodiff.errors import ConfigKeyError, ConfigValueError
 from echodiff.generation import (
     GENERATOR_MODELS,
@@ -17,6 +14,8 @@ from echodiff.generation import (
 )
 from echodiff.networks import EDMPrecond, GammaVAE, VEPrecond, VPPrecond
 from echodiff.schedulers import GammaDDPMScheduler
+from monai.networks.nets import SPADEDiffusionModelUNet
+from monai.networks.schedulers import DDPMScheduler
 
 SIZE = 32
 N = 2  # sampling steps

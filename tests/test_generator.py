@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
-from ignite.engine import Events
-from monai.data import DataLoader
-from monai.engines import SupervisedTrainer
-from monai.inferers import SimpleInferer
-from test_generation_models import SIZE, build, fan_condition_map
-
-from echodiff.errors import ConfigKeyError, ConfigValueError, CorruptFileError, LabelValueError, MissingFileError
-from echodiff.errors import ShapeMismatchError
+from echodiff.errors import (
+    ConfigKeyError,
+    ConfigValueError,
+    CorruptFileError,
+    LabelValueError,
+    MissingFileError,
+    ShapeMismatchError,
+)
 from echodiff.generation import (
     AutoencoderSaver,
     AutoencoderTrainStep,
@@ -29,6 +28,11 @@ from echodiff.generation import (
 )
 from echodiff.losses import GammaVAELoss
 from echodiff.samplers import ChurnSpec
+from ignite.engine import Events
+from monai.data import DataLoader
+from monai.engines import SupervisedTrainer
+from monai.inferers import SimpleInferer
+from test_generation_models import SIZE, build, fan_condition_map
 
 TINY_NETWORK = dict(channels=(8, 16), attention_levels=(False, True), num_res_blocks=1, num_head_channels=8,
                     norm_num_groups=8, spade_intermediate_channels=8)  # fmt: skip

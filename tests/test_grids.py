@@ -5,10 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine, Events
-from PIL import Image
-from test_generation_models import SIZE, build, fan_condition_map
-
 from echodiff.data.camus import read_camus_array
 from echodiff.generation import (
     OVERLAY_COLOURS,
@@ -20,6 +16,9 @@ from echodiff.generation import (
     label_overlay,
     write_sample_grid,
 )
+from ignite.engine import Engine, Events
+from PIL import Image
+from test_generation_models import SIZE, build, fan_condition_map
 
 
 def ramp_images(batch: int = 3, height: int = 8, width: int = 10) -> torch.Tensor:

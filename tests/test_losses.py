@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
-from torch import Tensor
-from torch.distributions import Gamma, kl_divergence
-
 from echodiff.errors import ShapeMismatchError
 from echodiff.losses import EDMLoss, GammaVAELoss, VELoss, VPLoss
 from echodiff.networks import vp_sigma
+from torch import Tensor
+from torch.distributions import Gamma, kl_divergence
 
 
 def vae_outputs(seed: int = 0) -> dict[str, Tensor]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from echodiff.errors import ConfigKeyError, ShapeMismatchError
 from echodiff.metrics.cardiac import (
     detect_ed_es,

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from echodiff.errors import ShapeMismatchError
 from echodiff.metrics.classification import bootstrap_accuracy, correct_from_logits
 

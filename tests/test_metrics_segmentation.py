@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from echodiff.errors import LabelValueError, ShapeMismatchError
 from echodiff.metrics.segmentation import (
     camus_dice,

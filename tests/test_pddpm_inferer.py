@@ -7,10 +7,6 @@ import math
 
 import pytest
 import torch
-from monai.inferers import DiffusionInferer
-from monai.networks.nets import DiffusionModelUNet, DynUNet
-from monai.networks.schedulers import DDPMScheduler
-
 from echodiff.errors import ConfigKeyError, ConfigValueError, LabelValueError, MissingFileError, ShapeMismatchError
 from echodiff.inferers import (
     PDDPMInferer,
@@ -19,6 +15,9 @@ from echodiff.inferers import (
     x0_to_probabilities,
 )
 from echodiff.schedulers import get_noise_scheduler
+from monai.inferers import DiffusionInferer
+from monai.networks.nets import DiffusionModelUNet, DynUNet
+from monai.networks.schedulers import DDPMScheduler
 
 SIZE = 32
 

@@ -11,8 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from scipy import ndimage
-
 from echodiff.data.camus import SPLITS, LoadCAMUSd, list_camus
 from echodiff.data.phantom import (
     cavity_at,
@@ -25,6 +23,7 @@ from echodiff.data.phantom import (
     render_frame,
 )
 from echodiff.errors import ConfigKeyError, EchoDataError
+from scipy import ndimage
 
 SEEDS = range(6)
 

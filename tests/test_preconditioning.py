@@ -6,9 +6,6 @@ import math
 
 import pytest
 import torch
-from monai.networks.nets import DiffusionModelUNet, SPADEDiffusionModelUNet
-from torch import Tensor, nn
-
 from echodiff.errors import ConfigKeyError, ShapeMismatchError
 from echodiff.networks import (
     PRECONDITIONERS,
@@ -21,6 +18,8 @@ from echodiff.networks import (
     vp_sigma,
     vp_sigma_inv,
 )
+from monai.networks.nets import DiffusionModelUNet, SPADEDiffusionModelUNet
+from torch import Tensor, nn
 
 
 class ZeroNetwork(nn.Module):

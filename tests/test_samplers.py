@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import torch
-
 from echodiff.errors import ConfigKeyError
 from echodiff.samplers import ChurnSpec, dpmpp_2m, euler, heun, karras_sigmas, sample
 

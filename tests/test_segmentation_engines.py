@@ -9,13 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine
-from monai.engines import SupervisedTrainer
-from monai.inferers import DiffusionInferer
-from monai.networks.nets import DiffusionModelUNet
-from monai.networks.schedulers import DDPMScheduler
-from PIL import Image
-
 from echodiff.data.camus import read_camus_array, write_camus_nifti
 from echodiff.engines import (
     CamusMeanDice,
@@ -26,6 +19,12 @@ from echodiff.engines import (
     uncertainty_error_stats,
 )
 from echodiff.schedulers import get_noise_scheduler
+from ignite.engine import Engine
+from monai.engines import SupervisedTrainer
+from monai.inferers import DiffusionInferer
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.schedulers import DDPMScheduler
+from PIL import Image
 
 
 def _label(size: int = 16) -> torch.Tensor:

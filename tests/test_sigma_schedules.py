@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from echodiff.errors import ConfigKeyError
 from echodiff.samplers import SIGMA_SCHEDULES, get_sigmas, karras_sigmas, ve_sigmas, vp_sigmas
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from echodiff.data.camus import list_camus, read_camus_array, write_camus_nifti
 from echodiff.data.conditioning import condition_map
 from echodiff.errors import ConfigValueError, LabelValueError, MissingFileError, ShapeMismatchError

@@ -3,6 +3,7 @@ view-classification items."""
 
 from __future__ import annotations
 
+from . import echonet  # EchoNet-Dynamic reader: echodiff.data.echonet
 from .augment import RandLabelMapAugmentd, label_map_augmentation
 from .camus import (
     CAMUS_LABELS,
@@ -18,7 +19,6 @@ from .camus import (
 from .conditioning import N_CONDITION_CLASSES, SectorConditionMapd, condition_map, sector_mask
 from .phantom import ensure_phantom, make_phantom_camus, make_phantom_echonet, phantom_frame
 from .views import VIEW_CLASSES, view_classification_items
-from . import echonet  # EchoNet-Dynamic reader: echodiff.data.echonet
 
 __all__ = [
     "CAMUS_LABELS",

@@ -16,7 +16,6 @@ import numpy as np
 from monai.data import ITKReader, NibabelReader
 from monai.transforms import MapTransform
 
-from ..io import atomic_write
 from ..errors import (
     ConfigKeyError,
     CorruptFileError,
@@ -26,6 +25,7 @@ from ..errors import (
     MissingFileError,
     ShapeMismatchError,
 )
+from ..io import atomic_write
 
 __all__ = [
     "CAMUS_LABELS",

@@ -8,7 +8,8 @@ import torch
 from monai.engines import DiffusionPrepareBatch
 from monai.networks.schedulers import Scheduler
 
-from echodiff.inferers.pddpm import mask_to_x0, scheduler_noise
+from echodiff.inferers.pddpm import mask_to_x0
+from echodiff.schedulers.sampling import scheduler_noise
 
 
 class MaskDiffusionPrepareBatch(DiffusionPrepareBatch):

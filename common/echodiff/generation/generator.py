@@ -23,7 +23,6 @@ from monai.networks.utils import one_hot
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
-from echodiff.io import atomic_write
 from echodiff.data.conditioning import N_CONDITION_CLASSES
 from echodiff.errors import (
     ConfigKeyError,
@@ -34,12 +33,13 @@ from echodiff.errors import (
     MissingFileError,
     ShapeMismatchError,
 )
-from echodiff.inferers.pddpm import ddim_step, ddim_timesteps, scheduler_noise, scheduler_prior
+from echodiff.io import atomic_write
 from echodiff.losses import EDMLoss, VELoss, VPLoss
 from echodiff.losses.edm_loss import DenoisingLoss
 from echodiff.networks import EDMPrecond, GammaVAE, Preconditioner, VEPrecond, VPPrecond
 from echodiff.samplers import ChurnSpec
 from echodiff.samplers import sample as sample_ode
+from echodiff.schedulers.sampling import ddim_step, ddim_timesteps, scheduler_noise, scheduler_prior
 
 __all__ = [
     "CONDITION_CLASSES",

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from echodiff.data.camus import write_camus_nifti
-from echodiff.io import atomic_write
 from echodiff.generation.training import unwrap
+from echodiff.io import atomic_write
 
 __all__ = [
     "OVERLAY_COLOURS",

@@ -44,9 +44,9 @@ from tqdm import tqdm
 
 from echodiff.data.augment import RandLabelMapAugmentd
 from echodiff.data.camus import NIFTI_FOLDER, LoadCAMUSd, list_camus, write_camus_nifti, write_split_file
-from echodiff.io import atomic_write
 from echodiff.data.conditioning import N_CONDITION_CLASSES, condition_map
 from echodiff.errors import ConfigValueError, ShapeMismatchError
+from echodiff.io import atomic_write
 from echodiff.samplers import ChurnSpec
 
 if TYPE_CHECKING:

@@ -6,13 +6,9 @@ from echodiff.inferers.pddpm import (
     STEP_RULES,
     UNCERTAINTIES,
     PDDPMInferer,
-    ddim_step,
-    ddim_timesteps,
     ensemble_uncertainty,
     load_presegmentation,
     mask_to_x0,
-    scheduler_noise,
-    scheduler_prior,
     x0_to_probabilities,
 )
 
@@ -20,12 +16,8 @@ __all__ = [
     "STEP_RULES",
     "UNCERTAINTIES",
     "PDDPMInferer",
-    "ddim_step",
-    "ddim_timesteps",
     "ensemble_uncertainty",
     "load_presegmentation",
     "mask_to_x0",
-    "scheduler_noise",
-    "scheduler_prior",
     "x0_to_probabilities",
 ]

@@ -14,6 +14,7 @@ from echodiff.schedulers.gamma import (
     GammaNoiseMixin,
     sample_gamma,
 )
+from echodiff.schedulers.sampling import ddim_step, ddim_timesteps, scheduler_noise, scheduler_prior
 
 NOISE_SCHEDULERS: dict[str, dict[str, type[Scheduler]]] = {
     "gaussian": {"ddpm": DDPMScheduler, "ddim": DDIMScheduler},
@@ -26,8 +27,12 @@ __all__ = [
     "GammaDDPMScheduler",
     "GammaDiffusionPrepareBatch",
     "GammaNoiseMixin",
+    "ddim_step",
+    "ddim_timesteps",
     "get_noise_scheduler",
     "sample_gamma",
+    "scheduler_noise",
+    "scheduler_prior",
 ]
 
 

@@ -1,0 +1,58 @@
+"""Discrete-time sampling helpers shared by every DDPM-type model (PD-DDPM, SDM): noise of the scheduler's kind and
+DDIM steps on an arbitrary timestep grid (MONAI's `DDIMScheduler.step` assumes a fixed stride from T)."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.schedulers import Scheduler
+
+from echodiff.schedulers.gamma import GammaNoiseMixin
+
+
+def scheduler_noise(
+    scheduler: Scheduler, like: torch.Tensor, timesteps: torch.Tensor | int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """eps for `scheduler.add_noise(x_0, eps, timesteps)`, shaped like `like`: the standardised Gamma noise of the Gamma
+    schedulers (Nachmani et al. 2021), N(0, I) otherwise (Ho et al. 2020, Eq. 4)."""
+    if isinstance(scheduler, GammaNoiseMixin):
+        return scheduler.sample_noise(like, timesteps, generator)
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def scheduler_prior(scheduler: Scheduler, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_T, the pure-noise start of plain DDPM: the Gamma schedulers' prior, N(0, I) otherwise."""
+    if isinstance(scheduler, GammaNoiseMixin):
+        return scheduler.sample_prior(like, generator)
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def ddim_timesteps(t_prime: int, steps: int) -> list[int]:
+    """`steps` timesteps evenly spaced from t_prime - 1 down to 0: MONAI's `set_timesteps` grid, started at T'."""
+    return torch.linspace(t_prime - 1, 0, steps).round().long().tolist()
+
+
+def ddim_step(
+    scheduler: Scheduler,
+    eps: torch.Tensor,
+    t: int,
+    t_prev: int,
+    x_t: torch.Tensor,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One DDIM step t -> t_prev (Song et al. 2021, Eq. 12) on the scheduler's alpha_bar; alpha_bar = 1 at t_prev = -1.
+
+    x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps + sigma z,
+    sigma = eta sqrt((1 - ab_prev) / (1 - ab_t) (1 - ab_t / ab_prev)) (Eq. 16), x0_hat clipped when the scheduler clips.
+    MONAI's `DDIMScheduler.step` cannot take this grid: it derives t_prev = t - T // num_inference_steps.
+    """
+    alpha_bar_t = float(scheduler.alphas_cumprod[t])
+    alpha_bar_prev = float(scheduler.alphas_cumprod[t_prev]) if t_prev >= 0 else 1.0
+    x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
+    if scheduler.clip_sample:
+        x0 = x0.clamp(*scheduler.clip_sample_values)
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
+    x_prev = alpha_bar_prev**0.5 * x0 + max(1 - alpha_bar_prev - sigma**2, 0.0) ** 0.5 * eps
+    if sigma > 0:
+        x_prev = x_prev + sigma * scheduler_noise(scheduler, x_t, t_prev, generator)
+    return x_prev
