@@ -287,3 +287,16 @@ def test_autoencoder_train_step_counts_the_warm_up_in_epochs_and_the_saver_write
     assert len(trainer.state.output) == 2 and trainer.state.output[0]["pred"].shape == (1, SIZE, SIZE)
     loaded = load_autoencoder(tmp_path / "last.pt")
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in vae.state_dict().items())
+
+
+def test_per_image_start_noise_makes_batched_sampling_equal_sampling_each_image_alone():
+    generator = build("edm_l64").eval()
+    cond = fan_condition_map(batch=3)
+    shape = generator.diffusion_shape(cond)
+    noise = torch.randn(shape, generator=seeded(7))
+    with torch.no_grad():
+        batch, nfe = generator.sample(cond, steps=2, noise=noise)
+        alone = torch.cat([generator.sample(cond[b : b + 1], steps=2, noise=noise[b : b + 1])[0] for b in range(3)])
+    assert nfe == 3 and torch.allclose(batch, alone, atol=1e-5)
+    with pytest.raises(ConfigValueError, match="start noise"):
+        generator.sample(cond, steps=2, noise=noise[:, :, :2])

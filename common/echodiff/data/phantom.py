@@ -388,7 +388,8 @@ def _check_manifest(target: Path, kwargs: dict) -> None:
         )
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """`echodiff-phantom camus OUT_DIR [--n_train ...]` or `echodiff-phantom echonet OUT_DIR [--n_videos ...]`."""
     import fire
 
     fire.Fire({"camus": make_phantom_camus, "echonet": make_phantom_echonet})

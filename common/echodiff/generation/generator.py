@@ -223,6 +223,7 @@ class LabelToImageGenerator(nn.Module):
         churn: ChurnSpec | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[int, Tensor, float, Tensor], None] | None = None,
+        noise: Tensor | None = None,
     ) -> tuple[Tensor, int]:
         """Images (B, 1, H, W) in [0, 1], zero outside the sector, and the NFE (denoiser calls).
 
@@ -231,21 +232,33 @@ class LabelToImageGenerator(nn.Module):
         (Alg. 2). sdm: "ddpm" (default: every one of the T scheduler steps) or "ddim" (eta 0, `steps` of them); NFE =
         steps. Latent models decode once more (`decoder_calls`, not in the NFE). `callback(i, x, noise_level,
         prediction)` sees each step's input and the network's denoised sample (EDM family) or eps (sdm).
+        `noise` (EDM family): the unit start noise n of x_0 = sigma_max n, shaped like the diffusion variable
+        (`diffusion_shape`), instead of drawing it from `generator`; with churn None it is the only randomness, so a
+        caller can seed every image on its own and still sample the batch in one pass.
         """
         if steps is not None and (int(steps) != steps or steps < 1):
             raise ConfigValueError(f"steps={steps!r}; expected a whole number of sampling steps >= 1")
         cond, sector = self.denoiser_condition(cond_map)
         shape = (cond.shape[0], self.channels, *cond.shape[-2:])
+        if noise is not None and (self.loss is None or tuple(noise.shape) != shape):
+            raise ConfigValueError(
+                f"noise of shape {tuple(noise.shape)}: start noise applies to the EDM-family models with shape {shape}"
+            )
         if self.loss is None:
             x, nfe = self._sample_ddpm(cond, shape, sampler or "ddpm", steps, churn, generator, callback)
         else:
             x, nfe = sample_ode(
-                self.denoiser, shape, sampler=sampler or "heun", steps=steps or PAPER_STEPS, schedule="karras",
+                self.denoiser, shape if noise is None else noise.to(cond.device), sampler=sampler or "heun", steps=steps or PAPER_STEPS, schedule="karras",
                 churn=churn, generator=generator, cond=cond, callback=callback, device=cond.device,
                 sigma_min=max(EDM_SIGMA_MIN, self.denoiser.sigma_min),
                 sigma_max=min(EDM_SIGMA_MAX, self.denoiser.sigma_max),
             )  # fmt: skip
         return self.from_diffusion(x, sector), nfe
+
+    def diffusion_shape(self, cond_map: Tensor) -> tuple[int, ...]:
+        """Shape of the variable the sampler integrates for `cond_map`: the image, or the latent of edm_l*."""
+        height, width = cond_map.shape[-2:]
+        return (cond_map.shape[0], self.channels, height // self.latent_factor, width // self.latent_factor)
 
     def _sample_ddpm(
         self,

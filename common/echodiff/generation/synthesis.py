@@ -345,8 +345,11 @@ def _write_case(
 
 @dataclass(frozen=True)
 class GeneratorFn:
-    """`generate(cond_maps, seeds)` from a `LabelToImageGenerator`: image b is sampled alone from
-    `torch.Generator(device).manual_seed(seeds[b])`, so it does not depend on the rest of the batch.
+    """`generate(cond_maps, seeds)` from a `LabelToImageGenerator`: image b's randomness comes from
+    `torch.Generator(device).manual_seed(seeds[b])`, so it does not depend on the rest of the batch. Deterministic
+    EDM-family sampling (churn None) draws each image's start noise from its seed and samples the batch in one pass
+    (equal to sampling it alone up to floating-point rounding); stochastic and DDPM sampling draw noise at every step,
+    so those images are sampled one at a time.
 
     `sampler` / `steps` None take the model's defaults (`LabelToImageGenerator.sample`); the manifest records them
     as given, next to the NFE each image took.
@@ -370,6 +373,16 @@ class GeneratorFn:
 
     @torch.no_grad()
     def __call__(self, cond_maps: torch.Tensor, seeds: Sequence[int]) -> tuple[torch.Tensor, int]:
+        cond_maps = cond_maps.to(self.device)
+        if self.churn is None and self.generator.scheduler is None:
+            # deterministic ODE sampling: the start noise is the only randomness, so seed it per image, sample once
+            shape = self.generator.diffusion_shape(cond_maps[:1])[1:]
+            noise = torch.stack([
+                torch.randn(shape, generator=torch.Generator(self.device).manual_seed(int(seed)), device=self.device)
+                for seed in seeds
+            ])
+            images, nfe = self.generator.sample(cond_maps, sampler=self.sampler, steps=self.steps, noise=noise)
+            return images.float().cpu(), nfe
         images, nfe = [], 0
         for cond, seed in zip(cond_maps.to(self.device), seeds):
             rng = torch.Generator(self.device).manual_seed(int(seed))
