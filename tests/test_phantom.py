@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import runpy
 import sys
 from pathlib import Path
 
@@ -21,6 +20,9 @@ from echodiff.data.phantom import (
     make_phantom_camus,
     phantom_frame,
     render_frame,
+)
+from echodiff.data.phantom import (
+    main as phantom_main,
 )
 from echodiff.errors import ConfigKeyError, EchoDataError
 from scipy import ndimage
@@ -204,9 +206,9 @@ def test_ensure_phantom_builds_once_at_the_default_place(tmp_path: Path, monkeyp
 
 
 def test_cli_writes_a_camus_phantom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(sys, "argv", ["phantom", "camus", str(tmp_path / "cli"), "--n_train=1", "--n_val=0",
+    monkeypatch.setattr(sys, "argv", ["echodiff-phantom", "camus", str(tmp_path / "cli"), "--n_train=1", "--n_val=0",
                                       "--n_test=1", "--size=16"])
-    runpy.run_module("echodiff.data.phantom", run_name="__main__")
+    phantom_main()
     assert [i["patient"] for i in list_camus(tmp_path / "cli", "testing")][:1] == ["patient0002"]
 
 
