@@ -10,8 +10,8 @@ from echodiff.errors import ConfigKeyError
 from echodiff.schedulers import (
     GammaDDIMScheduler,
     GammaDDPMScheduler,
-    GammaDiffusionPrepareBatch,
     GammaNoiseMixin,
+    SchedulerNoisePrepareBatch,
     get_noise_scheduler,
 )
 from monai.inferers import DiffusionInferer
@@ -174,7 +174,7 @@ def test_prepare_batch_draws_noise_for_each_item_s_own_timestep() -> None:
     scheduler = GammaDDPMScheduler(num_train_timesteps=10, theta_0=1.0)
     images = torch.zeros(16, 1, 32, 32, dtype=torch.float64)
     torch.manual_seed(16)
-    inputs, target, args, kwargs = GammaDiffusionPrepareBatch(scheduler)({"image": images})
+    inputs, target, args, kwargs = SchedulerNoisePrepareBatch(scheduler)({"image": images})
     noise, timesteps = kwargs["noise"], kwargs["timesteps"]
     assert torch.equal(inputs, images) and args == () and torch.equal(target, noise) and timesteps.shape == (16,)
     assert len(timesteps.unique()) > 1
@@ -193,3 +193,16 @@ def test_factory_unknown_names_list_the_known_ones() -> None:
         get_noise_scheduler("poisson", "ddpm")
     with pytest.raises(ConfigKeyError, match="ddim.*ddpm"):
         get_noise_scheduler("gamma", "pndm")
+
+
+def test_prepare_batch_with_a_gaussian_scheduler_draws_standard_normal_noise_and_passes_the_condition() -> None:
+    images = torch.zeros(8, 1, 32, 32)
+    condition = torch.ones(8, 2, 32, 32)
+    torch.manual_seed(17)
+    inputs, target, _, kwargs = SchedulerNoisePrepareBatch(DDPMScheduler(num_train_timesteps=10), "cond")(
+        {"image": images, "cond": condition}
+    )
+    noise = kwargs["noise"]
+    assert torch.equal(target, noise) and torch.equal(kwargs["condition"], condition)
+    assert abs(noise.mean().item()) < 0.05 and abs(noise.std().item() - 1) < 0.05
+    assert abs(float(((noise - noise.mean()) ** 3).mean() / noise.std() ** 3)) < 0.1  # symmetric, unlike Gamma noise

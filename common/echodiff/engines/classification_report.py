@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
-from pathlib import Path
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
+from echodiff.engines.run_report import RunReport
 from echodiff.io import atomic_write_json
 from echodiff.metrics.classification import bootstrap_accuracy
 
 
-class BootstrapAccuracySaver:
+class BootstrapAccuracySaver(RunReport):
     """Collects argmax(pred) == label over an evaluation run, then writes bootstrap accuracy statistics to `output_file`
     (1000 draws of 80 % of the images by default; ALGORITHMS.md section 6)."""
 
@@ -27,17 +26,10 @@ class BootstrapAccuracySaver:
         pred_key: str = "pred",
         label_key: str = "label",
     ) -> None:
-        self.output_file = Path(output_file)
+        super().__init__(output_file, extra)
         self.n_draws, self.fraction, self.seed = n_draws, fraction, seed
-        self.extra = dict(extra or {})
         self.pred_key, self.label_key = pred_key, label_key
         self._correct: list[bool] = []
-        self.logger = logging.getLogger(self.__class__.__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.COMPLETED, self._report)
 
     def _reset(self, engine: Engine) -> None:
         self._correct = []

@@ -9,18 +9,17 @@ the evaluation size.
 from __future__ import annotations
 
 import json
-import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from scipy.stats import rankdata
 
+from echodiff.engines.run_report import RunReport
 from echodiff.errors import ShapeMismatchError
 from echodiff.io import atomic_write_text
 from echodiff.metrics.segmentation import camus_dice_batch, lv_endo_hausdorff_batch, markdown_table, summarize
@@ -112,7 +111,7 @@ class CamusMeanDice(Metric):
         return float(self._sum / self._count.clamp(min=1))
 
 
-class SegmentationReportSaver:
+class SegmentationReportSaver(RunReport):
     """Evaluator handler: per-image CAMUS scores (and, when the output holds an uncertainty map, how well it marks wrong
     pixels), then mean/std to `output_file` (JSON with per-image rows) and a markdown table beside it (.md).
 
@@ -130,18 +129,11 @@ class SegmentationReportSaver:
         source_key: str = "source",
         title: str = "CAMUS segmentation",
     ) -> None:
-        self.output_file = Path(output_file)
-        self.extra = dict(extra or {})
+        super().__init__(output_file, extra)
         self.pred_key, self.label_key = pred_key, label_key
         self.uncertainty_key, self.source_key, self.title = uncertainty_key, source_key, title
         self.rows: list[dict] = []
         self._started = 0.0
-        self.logger = logging.getLogger(self.__class__.__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.COMPLETED, self._report)
 
     def _reset(self, engine: Engine) -> None:
         self.rows, self._started = [], time.perf_counter()

@@ -10,11 +10,16 @@ from echodiff.errors import ConfigKeyError
 from echodiff.schedulers.gamma import (
     GammaDDIMScheduler,
     GammaDDPMScheduler,
-    GammaDiffusionPrepareBatch,
     GammaNoiseMixin,
     sample_gamma,
 )
-from echodiff.schedulers.sampling import ddim_step, ddim_timesteps, scheduler_noise, scheduler_prior
+from echodiff.schedulers.sampling import (
+    SchedulerNoisePrepareBatch,
+    ddim_step,
+    ddim_timesteps,
+    scheduler_noise,
+    scheduler_prior,
+)
 
 NOISE_SCHEDULERS: dict[str, dict[str, type[Scheduler]]] = {
     "gaussian": {"ddpm": DDPMScheduler, "ddim": DDIMScheduler},
@@ -23,9 +28,9 @@ NOISE_SCHEDULERS: dict[str, dict[str, type[Scheduler]]] = {
 
 __all__ = [
     "NOISE_SCHEDULERS",
+    "SchedulerNoisePrepareBatch",
     "GammaDDIMScheduler",
     "GammaDDPMScheduler",
-    "GammaDiffusionPrepareBatch",
     "GammaNoiseMixin",
     "ddim_step",
     "ddim_timesteps",

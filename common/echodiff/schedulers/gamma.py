@@ -7,11 +7,10 @@ The Gamma parameters are kept in float64 (k_bar_T ~ 1e10 for the linear schedule
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from monai.networks.schedulers.ddpm import DDPMPredictionType
 from monai.utils import unsqueeze_right
@@ -238,35 +237,3 @@ class GammaDDIMScheduler(GammaNoiseMixin, DDIMScheduler):
         if c1 > 0:  # with set_alpha_to_one=False the final t' = -1 uses alpha_bar_0, hence the noise of step 0
             prev_sample = prev_sample + c1 * self.sample_noise(sample, max(prev_timestep, 0), generator)
         return prev_sample, x0
-
-
-class GammaDiffusionPrepareBatch(DiffusionPrepareBatch):
-    """MONAI's DiffusionPrepareBatch with standardised Gamma training noise (Nachmani et al. 2021, training target eps).
-
-    The Gamma noise depends on the timestep, but MONAI's `__call__` draws the noise before the timesteps, so
-    `__call__` here draws the timesteps first (`get_timesteps`, uniform over 0..T-1 as in MONAI) and then the noise
-    for exactly those timesteps (`get_noise(images, timesteps)`); the inferer receives both as `noise`/`timesteps`.
-    """
-
-    def __init__(self, scheduler: GammaNoiseMixin, condition_name: str | None = None) -> None:
-        super().__init__(num_train_timesteps=scheduler.num_train_timesteps, condition_name=condition_name)
-        self.scheduler = scheduler
-
-    def get_noise(self, images: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Standardised Gamma noise for each image at its own timestep."""
-        return self.scheduler.sample_noise(images, timesteps)
-
-    def __call__(
-        self,
-        batchdata: dict[str, torch.Tensor],
-        device: str | torch.device | None = None,
-        non_blocking: bool = False,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
-        images, _ = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
-        timesteps = self.get_timesteps(images)
-        noise = self.get_noise(images, timesteps)
-        infer_kwargs = {"noise": noise, "timesteps": timesteps}
-        if self.condition_name is not None and isinstance(batchdata, Mapping):
-            infer_kwargs["condition"] = batchdata[self.condition_name].to(device, non_blocking=non_blocking, **kwargs)
-        return images, self.get_target(images, noise, timesteps), (), infer_kwargs
