@@ -122,15 +122,20 @@ def study(
     ensembles: tuple[int, ...] | None = None,
     ddim: tuple[tuple[int, int], ...] = DDIM_VARIANTS,
     seed: int = 0,
+    overrides: dict | None = None,
+    pddpm_overrides: dict | None = None,
+    num_workers: int = 2,
 ) -> list[dict]:
     """Train the segmenter and the mask diffusion model on `train_split` of `dataset_dir` (default: a phantom written
     into `workdir`), then score every method of `study_plan` on `eval_split`; print the tables, write the JSON files.
 
     `t_primes` and `ddim` (t_prime, steps) are given at T = 1000 and scaled to the scheduler's T. `tiny`: phantom,
     32 px, tiny networks, T = 10, one epoch each, ensembles (1, 3) unless given, 4 evaluation images unless given.
+    `overrides`: config keys for both bundles' configs (e.g. `{"image_size": [64, 64], "filters": [16, 32, 64, 128]}`
+    for a CPU run); `pddpm_overrides`: keys for the mask diffusion training only (e.g. its `learning_rate`).
     """
     work = Path(workdir)
-    overrides = dict(TINY) if tiny else {}
+    overrides = {**(TINY if tiny else {}), **(overrides or {})}
     ensembles = tuple(ensembles or ((1, 3) if tiny else ENSEMBLES))
     if tiny:
         segmenter_epochs, pddpm_epochs, metric_size, max_images = 1, 1, 64, max_images or 4
@@ -139,12 +144,13 @@ def study(
         if not phantom.is_dir():
             make_phantom_camus(phantom, n_train=4, n_val=2, n_test=2, size=64, seed=seed)
         dataset_dir = str(phantom)
-    common = {"dataset_dir": dataset_dir, "num_workers": 0 if tiny else 2, **overrides}
+    common = {"dataset_dir": dataset_dir, "num_workers": 0 if tiny else num_workers, **overrides}
     models = work / "models"
     bundle_run("training", **_configs("train.json"), ckpt_dir=str(models), output_dir=str(work / "eval"),
                train_split=train_split, max_epochs=segmenter_epochs, batch_size=batch_size, **common)
     bundle_run("training", **_configs("train_pddpm.json"), ckpt_dir=str(models), run_dir=str(work / "runs"),
-               train_split=train_split, max_epochs=pddpm_epochs, batch_size=batch_size, **common)
+               train_split=train_split, max_epochs=pddpm_epochs, batch_size=batch_size,
+               **{**common, **(pddpm_overrides or {})})
 
     parser = ConfigParser()
     parser.read_config(_configs("inference_pddpm.json", "evaluate.json")["config_file"])
@@ -158,8 +164,8 @@ def study(
         model.to(device).eval()
     scheduler = parser.get_parsed_content("noise_scheduler")
     dataset = parser.get_parsed_content("dataset")
-    if max_images is not None:
-        dataset = Subset(dataset, range(min(max_images, len(dataset))))
+    if max_images is not None and max_images < len(dataset):  # evenly spread over the split, not its first patients
+        dataset = Subset(dataset, np.linspace(0, len(dataset) - 1, max_images).round().astype(int).tolist())
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=common["num_workers"])
     context = {
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"

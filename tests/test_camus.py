@@ -16,6 +16,7 @@ from echodiff.data.camus import (
     LoadCAMUSd,
     list_camus,
     read_camus_array,
+    read_camus_frame,
     write_camus_nifti,
     write_split_file,
 )
@@ -99,12 +100,29 @@ def test_camus224_loads_in_display_orientation_with_labels_0_to_3(shared_data: P
     data = LoadCAMUSd()(item)
     image, label = data["image"][0], data["label"][0]
     assert data["image"].shape == data["label"].shape == (1, 224, 224)
-    assert data["image"].dtype == np.float32 and data["label"].dtype == np.int64
+    assert data["image"].dtype == torch.float32 and data["label"].dtype == torch.int64
     assert set(np.unique(label).tolist()) == {0, 1, 2, 3}
     np.testing.assert_array_equal(data["spacing"], [1.0, 1.0])
     assert (image[2] > 0).sum() < (image[200] > 0).sum()  # sector apex at the top
     lv_row, la_row = np.argwhere(label == 1)[:, 0].mean(), np.argwhere(label == 3)[:, 0].mean()
     assert lv_row < la_row  # left atrium below the ventricle
+
+
+def test_loaded_frame_affines_place_pixels_where_the_file_does(shared_data: Path, tmp_path: Path):
+    """`affine` maps (row, column) and `original_affine` maps (channel, row, column) of the loaded frame to the world
+    point the file's own index (column, row, 0) has; MONAI Label writes 2D predictions with the latter."""
+    mhd = shared_data / "camus_original_sample" / "patient0001" / "patient0001_4CH_ED.mhd"
+    nifti = tmp_path / "frame.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((5, 7), np.uint8), np.diag([0.3, 0.2, 1.0, 1.0]) + np.eye(4, k=3)), nifti)
+    for path in (mhd, nifti):
+        image = LoadCAMUSd()({"image": str(path)})["image"]
+        _, file_affine = read_camus_frame(path)
+        height, width = image.shape[1:]
+        assert tuple(image.meta["spatial_shape"]) == (height, width) and image.meta["filename_or_obj"] == str(path)
+        for row, col in ((0, 0), (height - 1, 0), (3, width - 1)):
+            world = file_affine @ np.array([col, row, 0, 1.0])
+            np.testing.assert_allclose(image.affine.numpy() @ np.array([row, col, 0, 1.0]), world)
+            np.testing.assert_allclose(image.meta["original_affine"] @ np.array([0, row, col, 1.0]), world)
 
 
 def test_camus224_lists_400_training_and_50_validation_patients(shared_data: Path):

@@ -58,7 +58,7 @@ def test_condition_map_keeps_torch_and_channel_first_inputs():
 def test_sector_condition_mapd_writes_a_channel_first_cond(phantom_camus):
     transform = Compose([LoadCAMUSd(), SectorConditionMapd()])
     data = transform(list_camus(phantom_camus, "training")[0])
-    assert data["cond"].shape == (1, 64, 64) and data["cond"].dtype == np.int64
+    assert data["cond"].shape == (1, 64, 64) and torch.as_tensor(data["cond"]).dtype == torch.int64
     assert set(np.unique(data["cond"]).tolist()) == set(range(N_CONDITION_CLASSES))
     np.testing.assert_array_equal(data["cond"] == 0, data["image"] == 0)  # phantom sector is non-zero throughout
     out = SectorConditionMapd(cond_key="c")({"image": IMAGE, "label": LABEL})

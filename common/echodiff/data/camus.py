@@ -13,7 +13,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from monai.data import ITKReader, NibabelReader
+import torch
+from monai.data import ITKReader, MetaTensor, NibabelReader
+from monai.data.utils import to_affine_nd
 from monai.transforms import MapTransform
 
 from ..errors import (
@@ -33,8 +35,10 @@ __all__ = [
     "SPLITS",
     "VIEWS",
     "LoadCAMUSd",
+    "frame_meta",
     "list_camus",
     "read_camus_array",
+    "read_camus_frame",
     "write_camus_nifti",
     "write_split_file",
 ]
@@ -171,6 +175,14 @@ def _number_or_text(value: str) -> int | float | str:
 
 def read_camus_array(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float]]:
     """Read one CAMUS frame as an (H, W) array in display orientation plus its (row, column) pixel spacing in mm."""
+    array, affine = read_camus_frame(path)
+    spacing_x, spacing_y = np.linalg.norm(affine[:3, :2], axis=0)
+    return array, (float(spacing_y), float(spacing_x))
+
+
+def read_camus_frame(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CAMUS frame: the (H, W) array in display orientation and the file's 4x4 affine, which maps the file's
+    own index order (column, row, 0) to world coordinates (the reader's `original_affine`)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"CAMUS file {path} does not exist.")
@@ -190,13 +202,28 @@ def read_camus_array(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, 
         array = array[..., 0]
     if array.ndim != 2:
         raise ShapeMismatchError(f"{path} has shape {array.shape}; expected a single 2D frame.")
-    affine = np.asarray(meta["original_affine"], dtype=np.float64)
-    spacing_x, spacing_y = np.linalg.norm(affine[:-1, :2], axis=0)
-    return np.ascontiguousarray(array.T), (float(spacing_y), float(spacing_x))
+    affine = to_affine_nd(3, np.asarray(meta["original_affine"], dtype=np.float64))
+    return np.ascontiguousarray(array.T), affine
+
+
+def frame_meta(path: str | os.PathLike, shape_hw: Sequence[int], file_affine: np.ndarray) -> dict:
+    """MetaTensor metadata of a channel-first (1, H, W) frame read from `path`.
+
+    `affine` maps the frame's (row, column) index to world (the file affine with its first two columns swapped), so
+    MONAI's spatial transforms and `Invertd` keep it right. `original_affine` maps the (channel, row, column) index of
+    the whole channel-first array to world: MONAI Label's `Restored` resizes a prediction back to `spatial_shape` and
+    writes it, channel axis included, with `original_affine`, so this choice lands its 2D label maps exactly on the
+    source image in any viewer (a 2D NIfTI or `.mhd` frame, seen as a volume of one slice).
+    """
+    display = file_affine[:, [1, 0, 2, 3]]
+    channel_first = file_affine[:, [2, 1, 0, 3]]
+    return {"filename_or_obj": str(path), "spatial_shape": np.asarray(shape_hw, dtype=np.int64),
+            "affine": torch.as_tensor(display), "original_affine": channel_first, "original_channel_dim": 0}
 
 
 class LoadCAMUSd(MapTransform):
-    """Replace CAMUS file paths by channel-first arrays: image float32 (1, H, W), label int64 (1, H, W).
+    """Replace CAMUS file paths by channel-first MetaTensors: image float32 (1, H, W), label int64 (1, H, W), with the
+    metadata of `frame_meta` (source file, spatial shape, affines).
 
     Intensities are the stored values (no scaling). Adds `spacing` = [row, column] mm (float32) from the image.
     Raises `LabelValueError` for labels outside 0..3 and `ShapeMismatchError` when image and label differ in shape.
@@ -217,19 +244,20 @@ class LoadCAMUSd(MapTransform):
         sources = {}
         for key in self.key_iterator(d):
             sources[key] = d[key]
-            array, spacing = read_camus_array(d[key])
+            array, affine = read_camus_frame(d[key])
             if key == self.label_key:
-                d[key] = checked_label_map(array, d[key])[None]
-            else:
-                d[key] = array.astype(np.float32)[None]
+                array = checked_label_map(array, d[key])
+            meta = frame_meta(d[key], array.shape, affine)
+            d[key] = MetaTensor(array[None].astype(np.int64 if key == self.label_key else np.float32), meta=meta)
             if key == self.image_key or "spacing" not in d:
-                d["spacing"] = np.asarray(spacing, dtype=np.float32)
+                spacing_x, spacing_y = np.linalg.norm(affine[:3, :2], axis=0)
+                d["spacing"] = np.asarray((spacing_y, spacing_x), dtype=np.float32)
         if self.image_key in sources and self.label_key in sources:
             image_shape, label_shape = d[self.image_key].shape[1:], d[self.label_key].shape[1:]
             if image_shape != label_shape:
                 raise ShapeMismatchError(
-                    f"image {sources[self.image_key]} has shape {image_shape} but label map "
-                    f"{sources[self.label_key]} has shape {label_shape}; expected the same (H, W)."
+                    f"image {sources[self.image_key]} has shape {tuple(image_shape)} but label map "
+                    f"{sources[self.label_key]} has shape {tuple(label_shape)}; expected the same (H, W)."
                 )
         return d
 
