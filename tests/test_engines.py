@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 from echodiff.engines import BootstrapAccuracySaver, latest_checkpoint, resume_handlers
 from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
-from monai.handlers import CheckpointSaver
+from monai.handlers import CheckpointSaver, LrScheduleHandler
+from monai.optimizers import WarmupCosineSchedule
 
 
 def _trainer(max_epochs: int) -> tuple[SupervisedTrainer, torch.nn.Module, torch.optim.Optimizer]:
@@ -48,6 +50,34 @@ def test_restarted_training_continues_from_last_epoch(tmp_path):
     assert epochs_run == [3]
     assert torch.equal(start_weights[0], weights_after_two)
     assert resume_handlers(tmp_path, {"model": net2}, enabled=False) == []
+
+
+def _scheduled_trainer(max_epochs: int):
+    trainer, net, opt = _trainer(max_epochs)
+    schedule = WarmupCosineSchedule(opt, warmup_steps=2, t_total=max_epochs * 3)
+    LrScheduleHandler(schedule, epoch_level=False, print_lr=False).attach(trainer)
+    lrs = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: lrs.append(opt.param_groups[0]["lr"]))
+    return trainer, net, opt, schedule, lrs
+
+
+def test_resuming_with_more_epochs_stretches_the_lr_schedule(tmp_path):
+    """Progress comes from the checkpoint, the schedule (t_total) from the current config: a 2-epoch run resumed as a
+    4-epoch run follows the LRs of an uninterrupted 4-epoch run, instead of continuing the finished 2-epoch cosine."""
+    reference, *_, reference_lrs = _scheduled_trainer(max_epochs=4)
+    reference.run()
+    first, net, opt, schedule, first_lrs = _scheduled_trainer(max_epochs=2)
+    CheckpointSaver(str(tmp_path), {"model": net, "optimizer": opt, "lr_scheduler": schedule, "trainer": first},
+                    save_interval=1, n_saved=1, epoch_level=True).attach(first)
+    first.run()
+    resumed, net2, opt2, schedule2, resumed_lrs = _scheduled_trainer(max_epochs=4)
+    for handler in resume_handlers(tmp_path, {"model": net2, "optimizer": opt2, "lr_scheduler": schedule2,
+                                              "trainer": resumed}):
+        handler.attach(resumed)
+    resumed.run()
+    assert schedule2.t_total == 12 and schedule2.last_epoch == 12
+    np.testing.assert_allclose(resumed_lrs, reference_lrs[6:], rtol=1e-6)
+    assert not np.allclose(first_lrs, reference_lrs[:6])  # the short run really had the shorter schedule
 
 
 def test_bootstrap_accuracy_saver_writes_json(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .checkpoints import latest_checkpoint, resume_handlers
+from .checkpoints import ResumeCheckpointLoader, latest_checkpoint, resume_handlers
 from .classification_report import BootstrapAccuracySaver
 from .diffusion_segmentation import MaskDiffusionPrepareBatch
 from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
@@ -12,6 +12,7 @@ __all__ = [
     "BootstrapAccuracySaver",
     "CamusMeanDice",
     "MaskDiffusionPrepareBatch",
+    "ResumeCheckpointLoader",
     "SegmentationReportSaver",
     "SegmentationSaver",
     "camus_scores",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
 import torch
+from ignite.engine import Engine
 from monai.handlers import CheckpointLoader
+from torch.optim.lr_scheduler import LRScheduler
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
+# what an LR scheduler's state_dict holds about its progress; every other entry defines the schedule itself
+_SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial", "lr_lambdas")
 
 
 def latest_checkpoint(ckpt_dir: str | Path) -> str | None:
@@ -17,10 +22,26 @@ def latest_checkpoint(ckpt_dir: str | Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+class ResumeCheckpointLoader(CheckpointLoader):
+    """MONAI's CheckpointLoader for resuming: LR schedulers take their progress (step count, last LR) from the
+    checkpoint but keep the schedule the current config defines (e.g. `t_total` of a warm-up cosine schedule), just
+    as the trainer keeps the current `max_epochs`; a run resumed with more epochs then stretches its schedule instead of
+    running past the end of the old one."""
+
+    def __call__(self, engine: Engine) -> None:
+        schedules = {
+            name: {k: copy.deepcopy(obj.__dict__[k]) for k in obj.state_dict() if k not in _SCHEDULER_PROGRESS}
+            for name, obj in self.load_dict.items() if isinstance(obj, LRScheduler)
+        }
+        super().__call__(engine)
+        for name, schedule in schedules.items():
+            self.load_dict[name].__dict__.update(schedule)
+
+
 def resume_handlers(ckpt_dir: str | Path, load_dict: dict, enabled: bool = True) -> list[CheckpointLoader]:
-    """A CheckpointLoader for the newest interval checkpoint in `ckpt_dir` (empty list when none or disabled), so a killed
-    training run restarted with the same config continues from its last finished epoch."""
+    """A `ResumeCheckpointLoader` for the newest interval checkpoint in `ckpt_dir` (empty list when none or disabled),
+    so a killed training run restarted with the same config continues from its last finished epoch."""
     path = latest_checkpoint(ckpt_dir) if enabled else None
     if path is None:
         return []
-    return [CheckpointLoader(load_path=path, load_dict=load_dict, map_location=torch.device("cpu"), strict=True)]
+    return [ResumeCheckpointLoader(load_path=path, load_dict=load_dict, map_location=torch.device("cpu"), strict=True)]
