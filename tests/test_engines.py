@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import torch
-from echodiff.engines import BootstrapAccuracySaver, latest_checkpoint, resume_handlers
+from echodiff.engines import BestMetricState, BootstrapAccuracySaver, latest_checkpoint, resume_handlers
 from ignite.engine import Engine, Events
-from monai.engines import SupervisedTrainer
-from monai.handlers import CheckpointSaver, LrScheduleHandler
+from ignite.metrics import Metric
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import CheckpointSaver, LrScheduleHandler, ValidationHandler
 from monai.optimizers import WarmupCosineSchedule
 
 
@@ -78,6 +79,55 @@ def test_resuming_with_more_epochs_stretches_the_lr_schedule(tmp_path):
     assert schedule2.t_total == 12 and schedule2.last_epoch == 12
     np.testing.assert_allclose(resumed_lrs, reference_lrs[6:], rtol=1e-6)
     assert not np.allclose(first_lrs, reference_lrs[:6])  # the short run really had the shorter schedule
+
+
+class _ScriptedMetric(Metric):
+    """A validation metric that returns the given values, one per validation."""
+
+    def __init__(self, values):
+        self.values = list(values)
+        super().__init__()
+
+    def reset(self):
+        pass
+
+    def update(self, output):
+        pass
+
+    def compute(self):
+        return self.values.pop(0)
+
+
+def _validated_run(ckpt_dir, max_epochs: int, scores):
+    trainer, net, opt = _trainer(max_epochs)
+    batches = [{"image": torch.ones(1, 3), "label": torch.ones(1, 1)}]
+    evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=batches, network=net,
+                                    key_val_metric={"score": _ScriptedMetric(scores)})
+    best_saver = CheckpointSaver(str(ckpt_dir), {"model": net}, save_key_metric=True, key_metric_filename="model.pt")
+    best_saver.attach(evaluator)
+    ValidationHandler(1, evaluator).attach(trainer)
+    best = BestMetricState(evaluator, [best_saver])
+    state = {"model": net, "optimizer": opt, "trainer": trainer, "best_metric": best}
+    CheckpointSaver(str(ckpt_dir), state, save_interval=1, n_saved=1, epoch_level=True).attach(trainer)
+    for handler in resume_handlers(ckpt_dir, state):
+        handler.attach(trainer)
+    trainer.run()
+    return evaluator
+
+
+def test_resumed_run_keeps_its_best_checkpoint(tmp_path):
+    """Best score 0.9 at epoch 1, then a kill after epoch 2: the resumed run's worse epoch 3 (0.7) must not replace
+    models/model.pt; its better epoch 4 (0.95) must."""
+    _validated_run(tmp_path, 2, [0.9, 0.5])
+    best = torch.load(tmp_path / "model.pt", weights_only=True)
+    evaluator = _validated_run(tmp_path, 3, [0.7])
+    assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.9, 1)
+    after = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.equal(best[k], after[k]) for k in best)
+    evaluator = _validated_run(tmp_path, 4, [0.95])
+    assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.95, 4)
+    after = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert not all(torch.equal(best[k], after[k]) for k in best)
 
 
 def test_bootstrap_accuracy_saver_writes_json(tmp_path):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from .checkpoints import ResumeCheckpointLoader, latest_checkpoint, resume_handlers
+from .checkpoints import BestMetricState, ResumeCheckpointLoader, latest_checkpoint, resume_handlers
 from .classification_report import BootstrapAccuracySaver
 from .diffusion_segmentation import MaskDiffusionPrepareBatch
 from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
 from .segmentation_writer import SegmentationSaver
 
 __all__ = [
+    "BestMetricState",
     "BootstrapAccuracySaver",
     "CamusMeanDice",
     "MaskDiffusionPrepareBatch",
