@@ -150,6 +150,18 @@ def test_ensemble_output_shapes_and_ranges():
     assert out["uncertainty"].min() >= 0 and out["uncertainty"].max() > 0
 
 
+def test_seed_makes_every_call_reproducible_whatever_the_global_rng():
+    scheduler = DDPMScheduler(num_train_timesteps=10, schedule="cosine")
+    image, network = torch.rand(1, 1, SIZE, SIZE), _tiny_unet()
+    seeded = PDDPMInferer(scheduler, presegmentation=_fixed_presegmentation(_mask()), t_prime=4, ensemble=2, seed=3)
+    first = seeded(image, network)["pred"]
+    torch.rand(7)  # move the global RNG on
+    assert torch.equal(seeded(image, network)["pred"], first)
+    assert torch.equal(seeded(image, network, torch.Generator().manual_seed(3))["pred"], first)
+    unseeded = PDDPMInferer(scheduler, presegmentation=_fixed_presegmentation(_mask()), t_prime=4, ensemble=2)
+    assert not torch.equal(unseeded(image, network)["pred"], unseeded(image, network)["pred"])
+
+
 def test_label_map_is_argmax_of_the_ensemble_mean():
     scheduler = DDPMScheduler(num_train_timesteps=10, schedule="cosine")
     inferer = PDDPMInferer(scheduler, presegmentation=_fixed_presegmentation(_mask()), t_prime=6, ensemble=4)

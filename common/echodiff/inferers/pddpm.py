@@ -101,6 +101,9 @@ class PDDPMInferer(Inferer):
         size_divisible: H and W must be multiples of this (the networks' total downsampling).
         uncertainty: "variance" or "entropy", see `ensemble_uncertainty`.
         progress: show a tqdm bar over the reverse steps.
+        seed: when given, every call without a `generator` draws its noise from a fresh `torch.Generator` seeded with
+            it, so the same image always gets the same label map (e.g. when MONAI Label serves the bundle); None: the
+            global RNG (`monai.utils.set_determinism` makes whole runs reproducible).
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class PDDPMInferer(Inferer):
         size_divisible: int = 1,
         uncertainty: str = "variance",
         progress: bool = False,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         num_train_timesteps = scheduler.num_train_timesteps
@@ -158,7 +162,7 @@ class PDDPMInferer(Inferer):
         self.num_train_timesteps, self.t_prime, self.ensemble = num_train_timesteps, t_prime, int(ensemble)
         self.step_rule, self.steps, self.eta = step_rule, steps, eta
         self.num_classes, self.image_channels, self.size_divisible = num_classes, image_channels, size_divisible
-        self.uncertainty, self.progress = uncertainty, progress
+        self.uncertainty, self.progress, self.seed = uncertainty, progress, seed
 
     def check_image(self, inputs: torch.Tensor) -> None:
         """Refuse images that are not (B, image_channels, H, W) with H, W multiples of `size_divisible`."""
@@ -223,5 +227,7 @@ class PDDPMInferer(Inferer):
         self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         """{"pred": mean class scores (B, C, H, W), "uncertainty": (B, 1, H, W)} of images (B, image_channels, H, W)."""
+        if generator is None and self.seed is not None:
+            generator = torch.Generator(inputs.device).manual_seed(self.seed)
         probabilities = x0_to_probabilities(self.sample(inputs, network, generator))
         return {"pred": probabilities.mean(dim=0), "uncertainty": ensemble_uncertainty(probabilities, self.uncertainty)}
