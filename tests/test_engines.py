@@ -130,6 +130,16 @@ def test_resumed_run_keeps_its_best_checkpoint(tmp_path):
     assert not all(torch.equal(best[k], after[k]) for k in best)
 
 
+def test_checkpoint_without_best_score_still_resumes(tmp_path):
+    """Interval checkpoints written before the best score was stored resume, with an empty best."""
+    trainer, net, opt = _trainer(max_epochs=1)
+    CheckpointSaver(str(tmp_path), {"model": net, "optimizer": opt, "trainer": trainer}, save_interval=1,
+                    n_saved=1, epoch_level=True).attach(trainer)
+    trainer.run()
+    evaluator = _validated_run(tmp_path, 2, [0.4])
+    assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.4, 2)
+
+
 def test_bootstrap_accuracy_saver_writes_json(tmp_path):
     outputs = [[{"pred": torch.tensor([0.9, 0.1]), "label": torch.tensor([1.0, 0.0])},
                 {"pred": torch.tensor([0.2, 0.8]), "label": torch.tensor([1.0, 0.0])}],

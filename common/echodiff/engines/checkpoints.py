@@ -37,7 +37,16 @@ class ResumeCheckpointLoader(CheckpointLoader):
             name: {k: copy.deepcopy(obj.__dict__[k]) for k in obj.state_dict() if k not in _SCHEDULER_PROGRESS}
             for name, obj in self.load_dict.items() if isinstance(obj, LRScheduler)
         }
-        super().__call__(engine)
+        full = self.load_dict
+        saved = torch.load(self.load_path, map_location="cpu", weights_only=True).keys()
+        absent = [k for k, obj in full.items() if isinstance(obj, BestMetricState) and k not in saved]
+        if absent:  # a checkpoint written before the best score was saved: resume without it
+            self.logger.warning(f"{self.load_path} holds no {absent}; the best validation score restarts empty.")
+            self.load_dict = {k: v for k, v in full.items() if k not in absent}
+        try:
+            super().__call__(engine)
+        finally:
+            self.load_dict = full
         for name, schedule in schedules.items():
             self.load_dict[name].__dict__.update(schedule)
 
