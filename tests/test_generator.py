@@ -300,3 +300,27 @@ def test_per_image_start_noise_makes_batched_sampling_equal_sampling_each_image_
     assert nfe == 3 and torch.allclose(batch, alone, atol=1e-5)
     with pytest.raises(ConfigValueError, match="start noise"):
         generator.sample(cond, steps=2, noise=noise[:, :, :2])
+
+
+@pytest.mark.parametrize(("model", "options"), [
+    ("sdm", {}),
+    ("sdm", {"noise": "gamma"}),
+    ("edm", {"churn": ChurnSpec(S_churn=40.0, S_min=0.0, S_max=1e3)}),
+])
+def test_one_generator_per_image_makes_stochastic_batches_equal_images_sampled_alone(model, options):
+    """DDPM (Gaussian and Gamma noise) and churned Heun draw noise at every step; with one generator per image, a batch
+    equals each image sampled alone from its own generator (what dataset synthesis relies on)."""
+    churn = options.pop("churn", None)
+    generator = build(model, **options).eval()
+    cond = fan_condition_map(batch=3)
+    steps = {"steps": 2} if model == "edm" else {}
+    with torch.no_grad():
+        batch, _ = generator.sample(cond, churn=churn, generator=[seeded(s) for s in (4, 5, 6)], **steps)
+        alone = torch.cat([generator.sample(cond[b : b + 1], churn=churn, generator=seeded(s), **steps)[0]
+                           for b, s in enumerate((4, 5, 6))])
+        other, _ = generator.sample(cond, churn=churn, generator=[seeded(s) for s in (4, 5, 7)], **steps)
+    assert torch.allclose(batch, alone, atol=1e-5)
+    assert torch.allclose(other[:2], batch[:2], atol=1e-5)  # image b depends on its own generator only
+    assert not torch.allclose(other[2], batch[2], atol=1e-3)
+    with pytest.raises(ShapeMismatchError, match="one per batch item"):
+        generator.sample(cond, churn=churn, generator=[seeded(0)], **steps)

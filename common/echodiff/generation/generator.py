@@ -37,9 +37,16 @@ from echodiff.io import atomic_write
 from echodiff.losses import EDMLoss, VELoss, VPLoss
 from echodiff.losses.edm_loss import DenoisingLoss
 from echodiff.networks import EDMPrecond, GammaVAE, Preconditioner, VEPrecond, VPPrecond
+from echodiff.rng import Generators
 from echodiff.samplers import ChurnSpec
 from echodiff.samplers import sample as sample_ode
-from echodiff.schedulers.sampling import ddim_step, ddim_timesteps, scheduler_noise, scheduler_prior
+from echodiff.schedulers.sampling import (
+    ddim_step,
+    ddim_timesteps,
+    scheduler_noise,
+    scheduler_prior,
+    scheduler_step,
+)
 
 __all__ = [
     "CONDITION_CLASSES",
@@ -221,7 +228,7 @@ class LabelToImageGenerator(nn.Module):
         sampler: str | None = None,
         steps: int | None = None,
         churn: ChurnSpec | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         callback: Callable[[int, Tensor, float, Tensor], None] | None = None,
         noise: Tensor | None = None,
     ) -> tuple[Tensor, int]:
@@ -234,7 +241,9 @@ class LabelToImageGenerator(nn.Module):
         prediction)` sees each step's input and the network's denoised sample (EDM family) or eps (sdm).
         `noise` (EDM family): the unit start noise n of x_0 = sigma_max n, shaped like the diffusion variable
         (`diffusion_shape`), instead of drawing it from `generator`; with churn None it is the only randomness, so a
-        caller can seed every image on its own and still sample the batch in one pass.
+        caller can seed every image on its own and still sample the batch in one pass. `generator` may also be one
+        generator per image (`echodiff.rng`): every image then draws all its noise from its own generator, as if
+        sampled alone.
         """
         if steps is not None and (int(steps) != steps or steps < 1):
             raise ConfigValueError(f"steps={steps!r}; expected a whole number of sampling steps >= 1")
@@ -267,7 +276,7 @@ class LabelToImageGenerator(nn.Module):
         sampler: str,
         steps: int | None,
         churn: ChurnSpec | None,
-        generator: torch.Generator | None,
+        generator: Generators,
         callback: Callable[[int, Tensor, float, Tensor], None] | None,
     ) -> tuple[Tensor, int]:
         """Reverse DDPM (Ho et al. 2020, Alg. 2) through the scheduler's `step`, or DDIM (Song et al. 2021, Eq. 12)
@@ -301,7 +310,7 @@ class LabelToImageGenerator(nn.Module):
             if callback is not None:
                 callback(i, x, float(t), eps)
             if sampler == "ddpm":
-                x = self.scheduler.step(eps, t, x, generator=generator)[0].float()  # Gamma steps compute in float64
+                x = scheduler_step(self.scheduler, eps, t, x, generator).float()  # Gamma steps compute in float64
             else:
                 x = ddim_step(self.scheduler, eps, t, t_prev, x, 0.0, generator)
         return x, len(grid)
@@ -485,7 +494,9 @@ def load_generator(
     `autoencoder_path` (latent models only): a `save_autoencoder` file whose weights replace the stored Gamma-VAE's
     (`LabelToImageGenerator.load_autoencoder_weights`).
     """
-    from echodiff.generation.models import build_generator  # models builds on this module
+    from echodiff.generation.models import (
+        build_generator,  # models builds on this module
+    )
 
     checkpoint = _read_checkpoint(path, GENERATOR_FORMAT, map_location)
     try:

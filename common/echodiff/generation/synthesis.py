@@ -16,7 +16,8 @@ map (sector + labels, `condition_map`), resized by nearest neighbour to the gene
 Synthetic patient number p * K + k + 1 is copy k of source patient p (0-based, in split-file order), so every
 synthetic patient holds the same views and phases as its source and the folder reads back with `list_camus`.
 Case i (source frame i // K, copy k = i % K) uses seed `case_seed(seed, i // K, k)` for its augmentation and its
-sampling, so each file is reproducible alone, whatever the batch composition or the number of ranks.
+sampling, so each file is reproducible alone, whatever the batch composition or the number of ranks; batches are
+sampled in one pass for every sampler, stochastic and DDPM ones included (one generator per image, `echodiff.rng`).
 
 Resumable: every file goes to a temp name beside its target and is renamed; a case is done when its image, label
 map and record exist. A restarted run removes stale temp files of the cases it still owes, skips done cases and
@@ -42,8 +43,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from echodiff import rng
 from echodiff.data.augment import RandLabelMapAugmentd
-from echodiff.data.camus import NIFTI_FOLDER, LoadCAMUSd, list_camus, write_camus_nifti, write_split_file
+from echodiff.data.camus import (
+    NIFTI_FOLDER,
+    LoadCAMUSd,
+    list_camus,
+    write_camus_nifti,
+    write_split_file,
+)
 from echodiff.data.conditioning import N_CONDITION_CLASSES, condition_map
 from echodiff.errors import ConfigValueError, ShapeMismatchError
 from echodiff.io import atomic_write
@@ -346,10 +354,10 @@ def _write_case(
 @dataclass(frozen=True)
 class GeneratorFn:
     """`generate(cond_maps, seeds)` from a `LabelToImageGenerator`: image b's randomness comes from
-    `torch.Generator(device).manual_seed(seeds[b])`, so it does not depend on the rest of the batch. Deterministic
-    EDM-family sampling (churn None) draws each image's start noise from its seed and samples the batch in one pass
-    (equal to sampling it alone up to floating-point rounding); stochastic and DDPM sampling draw noise at every step,
-    so those images are sampled one at a time.
+    `torch.Generator(device).manual_seed(seeds[b])`, so it does not depend on the rest of the batch, and the batch is
+    sampled in one pass (equal to sampling each image alone up to floating-point rounding). Deterministic EDM-family
+    sampling (churn None) draws each image's start noise from its seed; stochastic and DDPM sampling pass one
+    generator per image (`echodiff.rng`), which also feeds the noise of every step.
 
     `sampler` / `steps` None take the model's defaults (`LabelToImageGenerator.sample`); the manifest records them
     as given, next to the NFE each image took.
@@ -374,23 +382,16 @@ class GeneratorFn:
     @torch.no_grad()
     def __call__(self, cond_maps: torch.Tensor, seeds: Sequence[int]) -> tuple[torch.Tensor, int]:
         cond_maps = cond_maps.to(self.device)
+        generators = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
         if self.churn is None and self.generator.scheduler is None:
-            # deterministic ODE sampling: the start noise is the only randomness, so seed it per image, sample once
-            shape = self.generator.diffusion_shape(cond_maps[:1])[1:]
-            noise = torch.stack([
-                torch.randn(shape, generator=torch.Generator(self.device).manual_seed(int(seed)), device=self.device)
-                for seed in seeds
-            ])
+            # deterministic ODE sampling: the start noise is the only randomness
+            noise = rng.randn(self.generator.diffusion_shape(cond_maps), generators, device=self.device)
             images, nfe = self.generator.sample(cond_maps, sampler=self.sampler, steps=self.steps, noise=noise)
-            return images.float().cpu(), nfe
-        images, nfe = [], 0
-        for cond, seed in zip(cond_maps.to(self.device), seeds):
-            rng = torch.Generator(self.device).manual_seed(int(seed))
-            image, nfe = self.generator.sample(
-                cond[None], sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rng
+        else:
+            images, nfe = self.generator.sample(
+                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=generators
             )
-            images.append(image.float().cpu())
-        return torch.cat(images), nfe
+        return images.float().cpu(), nfe
 
 
 def generator_fn(

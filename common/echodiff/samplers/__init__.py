@@ -12,11 +12,19 @@ from typing import Any
 
 import torch
 
+from echodiff import rng
 from echodiff.errors import ConfigKeyError
+from echodiff.rng import Generators
 from echodiff.samplers.churn import ChurnSpec
 from echodiff.samplers.dpm_solver import dpmpp_2m
 from echodiff.samplers.ode import Callback, Denoiser, euler, heun, to_d
-from echodiff.samplers.sigma_schedules import SIGMA_SCHEDULES, get_sigmas, karras_sigmas, ve_sigmas, vp_sigmas
+from echodiff.samplers.sigma_schedules import (
+    SIGMA_SCHEDULES,
+    get_sigmas,
+    karras_sigmas,
+    ve_sigmas,
+    vp_sigmas,
+)
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"euler": euler, "heun": heun, "dpmpp_2m": dpmpp_2m}
 
@@ -52,7 +60,7 @@ def sample(
     steps: int = 18,
     schedule: str = "karras",
     churn: ChurnSpec | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     cond: Any = None,
     callback: Callback | None = None,
     dtype: torch.dtype = torch.float32,
@@ -61,7 +69,8 @@ def sample(
 ) -> tuple[torch.Tensor, int]:
     """Sample from x_0 = sigma_0 n, n ~ N(0, I), with `sampler` over `get_sigmas(schedule, steps, **schedule_kwargs)`.
 
-    `noise_or_shape` is either the unit noise n itself or the shape to draw it with (`generator`, `dtype`, `device`).
+    `noise_or_shape` is either the unit noise n itself or the shape to draw it with (`generator`, `dtype`, `device`);
+    `generator` may hold one generator per image (`echodiff.rng`), for the start noise and the churn alike.
     Returns the sample and the number of denoiser evaluations (NFE), counted call by call.
     """
     solver = get_sampler(sampler)
@@ -69,7 +78,7 @@ def sample(
     if isinstance(noise_or_shape, torch.Tensor):
         noise = noise_or_shape
     else:
-        noise = torch.randn(tuple(noise_or_shape), generator=generator, dtype=dtype, device=device)
+        noise = rng.randn(noise_or_shape, generator, dtype, device)
     stochastic: dict[str, Any] = {}
     if churn is not None:
         if "churn" in inspect.signature(solver).parameters:

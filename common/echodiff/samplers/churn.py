@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from echodiff import rng
+from echodiff.rng import Generators
+
 
 @dataclass(frozen=True)
 class ChurnSpec:
@@ -33,7 +36,7 @@ class ChurnSpec:
         return 0.0
 
     def apply(
-        self, x: torch.Tensor, sigma: float, n_steps: int, generator: torch.Generator | None = None
+        self, x: torch.Tensor, sigma: float, n_steps: int, generator: Generators = None
     ) -> tuple[torch.Tensor, float]:
         """Alg. 2, lines 4-6: x_hat = x + sqrt(sigma_hat^2 - sigma^2) S_noise n, n ~ N(0, I); returns x_hat, sigma_hat.
 
@@ -43,5 +46,5 @@ class ChurnSpec:
         if gamma == 0:
             return x, sigma
         sigma_hat = sigma * (1 + gamma)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        noise = rng.randn(x.shape, generator, x.dtype, x.device)
         return x + math.sqrt(sigma_hat**2 - sigma**2) * self.S_noise * noise, sigma_hat

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from echodiff.rng import Generators
 from echodiff.samplers.churn import ChurnSpec
 
 Denoiser = Callable[..., torch.Tensor]
@@ -43,7 +44,7 @@ def euler(
     cond: Any = None,
     churn: ChurnSpec = ChurnSpec(),
     callback: Callback | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
     """Karras et al. 2022, Alg. 2 without the second-order correction: first-order Euler, NFE = N."""
     denoise, sigmas = bind_cond(denoise, cond), as_floats(sigmas)
@@ -64,7 +65,7 @@ def heun(
     cond: Any = None,
     churn: ChurnSpec = ChurnSpec(),
     callback: Callback | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
     """Karras et al. 2022, Alg. 1 (churn off) / Alg. 2 (churn on): second-order Heun, last step Euler, NFE = 2N - 1."""
     denoise, sigmas = bind_cond(denoise, cond), as_floats(sigmas)

@@ -19,6 +19,7 @@ from echodiff.schedulers.sampling import (
     ddim_timesteps,
     scheduler_noise,
     scheduler_prior,
+    scheduler_step,
 )
 
 NOISE_SCHEDULERS: dict[str, dict[str, type[Scheduler]]] = {
@@ -38,6 +39,7 @@ __all__ = [
     "sample_gamma",
     "scheduler_noise",
     "scheduler_prior",
+    "scheduler_step",
 ]
 
 

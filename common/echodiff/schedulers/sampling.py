@@ -11,24 +11,42 @@ import torch
 from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.networks.schedulers import Scheduler
 
+from echodiff.rng import Generators, is_per_sample, per_sample
 from echodiff.schedulers.gamma import GammaNoiseMixin
 
 
 def scheduler_noise(
-    scheduler: Scheduler, like: torch.Tensor, timesteps: torch.Tensor | int, generator: torch.Generator | None = None
+    scheduler: Scheduler, like: torch.Tensor, timesteps: torch.Tensor | int, generator: Generators = None
 ) -> torch.Tensor:
     """eps for `scheduler.add_noise(x_0, eps, timesteps)`, shaped like `like`: the standardised Gamma noise of the Gamma
-    schedulers (Nachmani et al. 2021), N(0, I) otherwise (Ho et al. 2020, Eq. 4)."""
+    schedulers (Nachmani et al. 2021), N(0, I) otherwise (Ho et al. 2020, Eq. 4). `generator`: see `echodiff.rng`."""
+    if is_per_sample(generator):
+        t = torch.as_tensor(timesteps)
+        return per_sample(lambda b, g: scheduler_noise(scheduler, like[b : b + 1], t if t.ndim == 0 else t[b : b + 1], g),
+                          generator, like.shape[0])
     if isinstance(scheduler, GammaNoiseMixin):
         return scheduler.sample_noise(like, timesteps, generator)
     return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
-def scheduler_prior(scheduler: Scheduler, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def scheduler_prior(scheduler: Scheduler, like: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     """x_T, the pure-noise start of plain DDPM: the Gamma schedulers' prior, N(0, I) otherwise."""
+    if is_per_sample(generator):
+        return per_sample(lambda b, g: scheduler_prior(scheduler, like[b : b + 1], g), generator, like.shape[0])
     if isinstance(scheduler, GammaNoiseMixin):
         return scheduler.sample_prior(like, generator)
     return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def scheduler_step(
+    scheduler: Scheduler, eps: torch.Tensor, t: int, x_t: torch.Tensor, generator: Generators = None
+) -> torch.Tensor:
+    """`scheduler.step(eps, t, x_t, generator)[0]` (a DDPM step, Ho et al. 2020, Alg. 2), also with one generator per
+    batch item (`echodiff.rng`): then item by item, exactly as for batches of one; the network call stays batched."""
+    if is_per_sample(generator):
+        return per_sample(lambda b, g: scheduler.step(eps[b : b + 1], t, x_t[b : b + 1], generator=g)[0],
+                          generator, x_t.shape[0])
+    return scheduler.step(eps, t, x_t, generator=generator)[0]
 
 
 def ddim_timesteps(t_prime: int, steps: int) -> list[int]:
@@ -43,7 +61,7 @@ def ddim_step(
     t_prev: int,
     x_t: torch.Tensor,
     eta: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
     """One DDIM step t -> t_prev (Song et al. 2021, Eq. 12) on the scheduler's alpha_bar; alpha_bar = 1 at t_prev = -1.
 
