@@ -14,7 +14,8 @@ Segmentation: MONAI Label writes the label file itself (NIfTI for NIfTI input, `
 pixel of the source image the script finds the label voxel at the same world point (both files' affines) and reports
 the share that holds the bundle's label (1.0 = same grid, orientation and labels). Classification: the class MONAI
 Label reports against the bundle's argmax. The bundle is exported to a temporary folder with `--config` as its
-`inference.json` and `--model` as `models/model.pt`, as MONAI Label expects; `--overrides` are config keys.
+`inference.json` and `--model` as `models/model.pt`, as MONAI Label expects; `--overrides` are config keys (a
+Python-literal dict: `True`/`False`, not JSON's `true`/`false`, which fire reads as strings).
 """
 
 from __future__ import annotations
