@@ -20,8 +20,13 @@ import fire
 import numpy as np
 import torch
 from echodiff.bundle import find_bundle_root
+from echodiff.data.camus import holdout_view
 from echodiff.data.phantom import make_phantom_camus
-from echodiff.engines.segmentation_report import camus_scores, json_safe, uncertainty_error_stats
+from echodiff.engines.segmentation_report import (
+    camus_scores,
+    json_safe,
+    uncertainty_error_stats,
+)
 from echodiff.inferers import PDDPMInferer
 from echodiff.io import atomic_write_text
 from monai.bundle import ConfigParser
@@ -125,6 +130,7 @@ def study(
     overrides: dict | None = None,
     pddpm_overrides: dict | None = None,
     num_workers: int = 2,
+    holdout: int | None = None,
 ) -> list[dict]:
     """Train the segmenter and the mask diffusion model on `train_split` of `dataset_dir` (default: a phantom written
     into `workdir`), then score every method of `study_plan` on `eval_split`; print the tables, write the JSON files.
@@ -133,6 +139,9 @@ def study(
     32 px, tiny networks, T = 10, one epoch each, ensembles (1, 3) unless given, 4 evaluation images unless given.
     `overrides`: config keys for both bundles' configs (e.g. `{"image_size": [64, 64], "filters": [16, 32, 64, 128]}`
     for a CPU run); `pddpm_overrides`: keys for the mask diffusion training only (e.g. its `learning_rate`).
+    `holdout`: N patients of `train_split` held out for the segmenter's checkpoint selection, so that nothing is chosen
+    on `eval_split` (`echodiff.data.camus.holdout_view` in `<workdir>/dataset`: training = the rest, validation = the N,
+    testing = `eval_split`); without it the segmenter selects its best epoch on the bundle's `val_split`.
     """
     work = Path(workdir)
     overrides = {**(TINY if tiny else {}), **(overrides or {})}
@@ -144,6 +153,11 @@ def study(
         if not phantom.is_dir():
             make_phantom_camus(phantom, n_train=4, n_val=2, n_test=2, size=64, seed=seed)
         dataset_dir = str(phantom)
+    train_data, evaluated = f"{Path(dataset_dir).name}/{train_split}", eval_split
+    if holdout is not None:
+        train_data += f" minus {holdout} held-out patients"
+        dataset_dir = str(holdout_view(dataset_dir, work / "dataset", holdout, seed, train_split, eval_split))
+        train_split, eval_split = "training", "testing"
     common = {"dataset_dir": dataset_dir, "num_workers": 0 if tiny else num_workers, **overrides}
     models = work / "models"
     bundle_run("training", **_configs("train.json"), ckpt_dir=str(models), output_dir=str(work / "eval"),
@@ -170,7 +184,7 @@ def study(
     context = {
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads)"),
-        "train_data": f"{Path(dataset_dir).name}/{train_split}", "eval_split": eval_split,
+        "train_data": train_data, "eval_split": evaluated,
     }
 
     def presegment(images: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -202,7 +216,7 @@ def study(
             uncertainty_rows.append({**settings, **{k: _mean(per_image, k) for k in UNCERTAINTY_KEYS}})
         print(json.dumps(json_safe(rows[-1])))
 
-    report = (f"## PD-DDPM study: {context['train_data']} -> {eval_split}, {len(rows)} methods on "
+    report = (f"## PD-DDPM study: {context['train_data']} -> {evaluated}, {len(rows)} methods on "
               f"{rows[0]['n_images']} images, {context['device']}\n\n{_table(rows, ROW_KEYS[4:10])}\n\n"
               f"### Does high uncertainty mark wrong pixels? (per-image means)\n\n"
               f"{_table(uncertainty_rows, UNCERTAINTY_KEYS)}\n")

@@ -14,6 +14,7 @@ import torch
 from echodiff.data.camus import (
     CAMUS_LABELS,
     LoadCAMUSd,
+    holdout_view,
     list_camus,
     read_camus_array,
     read_camus_frame,
@@ -22,6 +23,7 @@ from echodiff.data.camus import (
 )
 from echodiff.errors import (
     ConfigKeyError,
+    ConfigValueError,
     CorruptFileError,
     EchoDataError,
     EmptySplitError,
@@ -123,6 +125,20 @@ def test_loaded_frame_affines_place_pixels_where_the_file_does(shared_data: Path
             world = file_affine @ np.array([col, row, 0, 1.0])
             np.testing.assert_allclose(image.affine.numpy() @ np.array([row, col, 0, 1.0]), world)
             np.testing.assert_allclose(image.meta["original_affine"] @ np.array([0, row, col, 1.0]), world)
+
+
+def test_holdout_view_splits_training_patients_without_copying_images(phantom_camus: Path, tmp_path: Path):
+    view = holdout_view(phantom_camus, tmp_path / "view", holdout=1, seed=0)
+    assert (view / "database_nifti").is_symlink()
+    patients = {s: [i["patient"] for i in list_camus(view, s)][::4] for s in ("training", "validation", "testing")}
+    source_training = [i["patient"] for i in list_camus(phantom_camus, "training")][::4]
+    assert len(patients["validation"]) == 1 and len(patients["training"]) == 3
+    assert sorted(patients["training"] + patients["validation"]) == sorted(source_training)
+    assert patients["testing"] == [i["patient"] for i in list_camus(phantom_camus, "validation")][::4]
+    assert holdout_view(phantom_camus, tmp_path / "view", holdout=1, seed=0) == view  # rerun: same split
+    assert [i["patient"] for i in list_camus(view, "validation")][::4] == patients["validation"]
+    with pytest.raises(ConfigValueError, match="holdout=4; expected 1..3 of the 4 training patients"):
+        holdout_view(phantom_camus, tmp_path / "other", holdout=4)
 
 
 def test_camus224_lists_400_training_and_50_validation_patients(shared_data: Path):

@@ -36,7 +36,7 @@ def test_study_plan_scales_t_prime_to_a_small_T_without_duplicates():
 @pytest.mark.slow
 def test_tiny_study_writes_rows_with_exactly_the_documented_keys(tmp_path, capsys):
     rows = pddpm_study.study(tiny=True, workdir=str(tmp_path), max_images=2, t_primes=(100, 500), ensembles=(1, 2),
-                             ddim=((500, 100),))
+                             ddim=((500, 100),), holdout=1)
     written = json.loads((tmp_path / "study.json").read_text())
     assert [tuple(row) for row in written] == [pddpm_study.ROW_KEYS] * len(written)
     assert [(r["method"], r["t_prime"], r["ensemble"], r["steps"]) for r in written] == [
@@ -47,7 +47,7 @@ def test_tiny_study_writes_rows_with_exactly_the_documented_keys(tmp_path, capsy
     ]
     for row in written:
         assert row["n_images"] == 2 and row["eval_split"] == "validation"
-        assert row["train_data"] == "phantom_camus/training" and row["device"].startswith("cpu")
+        assert row["train_data"] == "phantom_camus/training minus 1 held-out patients" and row["device"].startswith("cpu")
         assert 0 <= row["dice_mean"] <= 100 and row["seconds_per_image"] > 0
     assert rows[0]["dice_mean"] == pytest.approx(written[0]["dice_mean"])
     uncertainty = json.loads((tmp_path / "study_uncertainty.json").read_text())

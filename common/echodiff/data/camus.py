@@ -20,6 +20,7 @@ from monai.transforms import MapTransform
 
 from ..errors import (
     ConfigKeyError,
+    ConfigValueError,
     CorruptFileError,
     EchoDataError,
     EmptySplitError,
@@ -36,6 +37,7 @@ __all__ = [
     "VIEWS",
     "LoadCAMUSd",
     "frame_meta",
+    "holdout_view",
     "list_camus",
     "read_camus_array",
     "read_camus_frame",
@@ -294,6 +296,38 @@ def write_camus_nifti(
     image = nib.Nifti1Image(np.ascontiguousarray(array.T), affine)
     atomic_write(path, lambda tmp: nib.save(image, tmp), suffix="".join(path.suffixes))
     return path
+
+
+def holdout_view(
+    dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, holdout: int, seed: int = 0,
+    train_split: str = "training", eval_split: str = "validation",
+) -> Path:
+    """A CAMUS 2023-layout view of `dataset_dir` for an unbiased train / select / evaluate protocol, without copying
+    any image: `out_dir/database_nifti` links to the source, and its split files hold training = `train_split` minus
+    `holdout` patients drawn at random (`seed`), validation = those `holdout` patients (for checkpoint selection) and
+    testing = the source's `eval_split` (only ever evaluated). Rewrites the split files; returns `out_dir`."""
+    source, out = Path(dataset_dir).resolve(), Path(out_dir)
+    if not (source / NIFTI_FOLDER).is_dir():
+        raise MissingFileError(
+            f"{source / NIFTI_FOLDER} does not exist; holdout_view needs the CAMUS 2023 NIfTI layout."
+        )
+    train = _split_patients(source, train_split, nifti=True)
+    evaluated = _split_patients(source, eval_split, nifti=True)
+    if not 0 < holdout < len(train):
+        raise ConfigValueError(
+            f"holdout={holdout}; expected 1..{len(train) - 1} of the {len(train)} {train_split} patients."
+        )
+    held = set(np.random.default_rng(seed).choice(train, size=holdout, replace=False).tolist())
+    out.mkdir(parents=True, exist_ok=True)
+    link = out / NIFTI_FOLDER
+    if link.is_symlink() and link.resolve() != (source / NIFTI_FOLDER).resolve():
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(source / NIFTI_FOLDER, target_is_directory=True)
+    write_split_file(out, "training", [p for p in train if p not in held])
+    write_split_file(out, "validation", [p for p in train if p in held])
+    write_split_file(out, "testing", evaluated)
+    return out
 
 
 def write_split_file(dataset_dir: str | os.PathLike, split: str, patients: Iterable[str]) -> Path:
