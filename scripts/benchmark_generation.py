@@ -35,7 +35,7 @@ import torch
 from echodiff.data.conditioning import N_CONDITION_CLASSES, condition_map
 from echodiff.data.phantom import phantom_frame
 from echodiff.errors import ConfigKeyError, ConfigValueError
-from echodiff.generation import GENERATOR_MODELS, LabelToImageGenerator, build_generator
+from echodiff.generation import GENERATOR_MODELS, LATENT_MODELS, LabelToImageGenerator, build_generator
 from echodiff.io import atomic_write
 from echodiff.networks import Preconditioner
 from echodiff.samplers import SAMPLERS, ChurnSpec
@@ -244,6 +244,10 @@ def benchmark(
     sdm_timed_steps: int | None = None,
     peak_tflops: float | None = None,
     seed: int = 0,
+    network: dict | None = None,
+    autoencoder: dict | None = None,
+    label: str | None = None,
+    append: bool = False,
     out: str | None = str(DEFAULT_OUT),
 ) -> list[dict[str, Any]]:
     """Benchmark rows for every model x sampler x steps (SDM: DDPM over its T = 1000 steps), written to `out`.
@@ -251,7 +255,10 @@ def benchmark(
     `image_size` defaults to 256 with `paper_scale` (the paper's networks, `PAPER_SCALE_NETWORKS`), else 32 (small
     networks). `stochastic` adds the paper's churn to the EDM-family samplers. `sdm_timed_steps` times only that many
     SDM steps (default 50 at paper scale, all of them otherwise). `peak_tflops` overrides the card's dense bf16 peak
-    used for `peak_fraction`. `out=None` writes nothing.
+    used for `peak_fraction`. `network` / `autoencoder` override the UNet / Gamma-VAE arguments of every model (as
+    `build_generator` takes them; the autoencoder only for latent models), e.g. the study's CPU recipe. `label` names
+    the run in every row; `append` keeps the rows of `out` with other labels (e.g. the paper-scale FLOP rows) and
+    replaces those with this label. `out=None` writes nothing.
     """
     models, samplers, step_counts = _names(models), _names(samplers), _names(steps)
     unknown = [m for m in models if m not in GENERATOR_MODELS]
@@ -271,7 +278,8 @@ def benchmark(
     rows = []
     for model in dict.fromkeys((REFERENCE, *models)):
         torch.manual_seed(seed)
-        generator = build_generator(model, image_size, paper_scale=paper_scale).eval()
+        generator = build_generator(model, image_size, paper_scale=paper_scale, network=network,
+                                    autoencoder=autoencoder if model in LATENT_MODELS else None).eval()
         edm_family = generator.scheduler is None
         churn = ChurnSpec.paper_defaults() if stochastic and edm_family else None
         configs = [(s, n) for s in samplers for n in step_counts] if edm_family else [("ddpm", None)]
@@ -280,7 +288,8 @@ def benchmark(
         network_flops, decoder_flops = network_and_decoder_flops(generator)
         for (sampler, n), nfe in zip(configs, nfes):
             row = {
-                "model": model, "sampler": sampler, "steps": n or nfe, "nfe": nfe, "stochastic": churn is not None,
+                "label": label, "model": model, "sampler": sampler, "steps": n or nfe, "nfe": nfe,
+                "stochastic": churn is not None,
                 "device": None if flops_only else device_name(torch_device), "paper_scale": paper_scale,
                 "image_size": image_size, "batch_size": batch_size,
                 "gflops_per_image": (nfe * network_flops + decoder_flops) / 1e9,
@@ -300,7 +309,9 @@ def benchmark(
     print(markdown_table(rows))
     print(target_summary(rows))
     if out is not None:
-        text = json.dumps(rows, indent=2) + "\n"
+        kept = [r for r in json.loads(Path(out).read_text()) if r.get("label") != label] if append and Path(
+            out).is_file() else []  # fmt: skip
+        text = json.dumps(kept + rows, indent=2) + "\n"
         atomic_write(Path(out), lambda tmp: Path(tmp).write_text(text), suffix=".json")
     return rows
 

@@ -27,7 +27,7 @@ def main(
     sampler: str | None = None,
     steps: int | None = None,
     seed: int = 0,
-    split: str = "training",
+    split: str | list[str] = ("training", "validation"),
     stochastic: bool = False,
     augment: bool = True,
     resize: bool = True,
@@ -36,6 +36,10 @@ def main(
     progress: bool = True,
 ) -> dict:
     """K augmented label maps per `split` map of `source_dir`, one generated image each, written to `out_dir`.
+
+    `split` defaults to both the training and the validation split: the synthetic folder keeps them apart (synthetic
+    validation images are made from the source's validation maps), so the downstream training configs, which select
+    their best model on `validation`, run on it unchanged. `--split training` writes the training split only.
 
     `sampler` / `steps` default to the model's (Heun, 5 steps for the EDM family; DDPM over all T steps for sdm).
     `--stochastic` adds the paper's churn to the EDM-family samplers (`ChurnSpec.paper_defaults()`: S_churn 40,
@@ -55,7 +59,7 @@ def main(
         churn = ChurnSpec.paper_defaults() if stochastic and generator.scheduler is None else None
         generate = generator_fn(generator, sampler=sampler, steps=steps, churn=churn, device=device)
         return synthesize_dataset(
-            source_dir, out_dir, generate, split=split, k=k, seed=seed, batch_size=batch_size, augment=augment,
+            source_dir, out_dir, generate, split=list(split) if not isinstance(split, str) else split, k=k, seed=seed, batch_size=batch_size, augment=augment,
             image_size=generator.image_size if resize else None, progress=progress,
             info={**generate.info, "checkpoint": os.path.abspath(checkpoint)},
         )

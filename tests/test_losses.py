@@ -92,11 +92,24 @@ def test_perceptual_term_is_left_out_when_no_network_is_given() -> None:
     assert terms["perceptual"] == 0.0 and terms["latent"] > 0
 
 
-def test_latent_channels_differing_from_image_channels_raise_shape_mismatch() -> None:
+def test_latent_term_ties_every_latent_channel_to_the_image() -> None:
     outputs = vae_outputs()
+    _, single = GammaVAELoss()(**outputs, epoch=5)
     for key in ("z", "concentration", "rate"):
         outputs[key] = outputs[key].repeat(1, 2, 1, 1)
-    with pytest.raises(ShapeMismatchError, match="latent_channels"):
+    _, same = GammaVAELoss()(**outputs, epoch=5)
+    assert same["latent"] == pytest.approx(single["latent"])
+    outputs["z"] = torch.cat([outputs["z"][:, :1], outputs["z"][:, :1] + 5.0], dim=1)  # a channel far from the image
+    _, drifted = GammaVAELoss()(**outputs, epoch=5)
+    assert drifted["latent"] > 10 * single["latent"]
+
+
+def test_latent_of_another_batch_size_raises_shape_mismatch() -> None:
+    outputs = vae_outputs()
+    for key in ("z", "concentration", "rate"):
+        outputs[key] = outputs[key][:1]
+    outputs["latent_mask"] = outputs["latent_mask"][:1]
+    with pytest.raises(ShapeMismatchError, match="latent z has shape"):
         GammaVAELoss()(**outputs, epoch=5)
 
 

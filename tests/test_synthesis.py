@@ -243,7 +243,12 @@ def test_cli_synthesizes_from_a_checkpoint_and_any_image_is_reproduced_alone_fro
     out = tmp_path / "synthetic"
     summary = cli.main(str(checkpoint), str(phantom_camus), str(out), k=1, steps=2, batch_size=4, device="cpu",
                        progress=False)
-    assert summary["complete"] and summary["generated"] == N_SOURCE_FRAMES
+    # default splits: training (4 patients) and validation (2 patients), each synthetic patient in its source's split
+    assert summary["complete"] and summary["generated"] == N_SOURCE_FRAMES + N_SOURCE_FRAMES // 2
+    training, validation = ((out / "database_split" / f"subgroup_{s}.txt").read_text().split()
+                            for s in ("training", "validation"))  # fmt: skip
+    assert len(training) == 4 and len(validation) == 2 and not set(training) & set(validation)
+    assert {line["split"] for line in manifest_lines(out)} == {"training", "validation"}
     line = manifest_lines(out)[5]
     assert {k: line[k] for k in ("model", "sampler", "steps", "churn", "nfe")} == {
         "model": "edm_l64", "sampler": None, "steps": 2, "churn": None, "nfe": 3}  # Heun: NFE = 2 N - 1

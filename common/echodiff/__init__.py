@@ -9,10 +9,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBPACKAGES = (
     "bundle", "data", "engines", "errors", "generation", "inferers", "losses", "metrics", "networks", "samplers", "schedulers",
+    "study",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .checks import BundleCheckError, check_bundle_files, check_properties, run_ci_plan, validate_metadata
 from .location import REPO_BUNDLES, bundle_names, find_bundle_root
+from .networks import load_bundle_network
 
 __all__ = [
     "REPO_BUNDLES",
@@ -12,6 +13,7 @@ __all__ = [
     "check_bundle_files",
     "check_properties",
     "find_bundle_root",
+    "load_bundle_network",
     "run_ci_plan",
     "validate_metadata",
 ]

@@ -300,19 +300,20 @@ def write_camus_nifti(
 
 def holdout_view(
     dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, holdout: int, seed: int = 0,
-    train_split: str = "training", eval_split: str = "validation",
+    train_split: str = "training", eval_split: str | None = "validation",
 ) -> Path:
     """A CAMUS 2023-layout view of `dataset_dir` for an unbiased train / select / evaluate protocol, without copying
     any image: `out_dir/database_nifti` links to the source, and its split files hold training = `train_split` minus
     `holdout` patients drawn at random (`seed`), validation = those `holdout` patients (for checkpoint selection) and
-    testing = the source's `eval_split` (only ever evaluated). Rewrites the split files; returns `out_dir`."""
+    testing = the source's `eval_split` (only ever evaluated; no testing split when None). Rewrites the split files;
+    returns `out_dir`."""
     source, out = Path(dataset_dir).resolve(), Path(out_dir)
     if not (source / NIFTI_FOLDER).is_dir():
         raise MissingFileError(
             f"{source / NIFTI_FOLDER} does not exist; holdout_view needs the CAMUS 2023 NIfTI layout."
         )
     train = _split_patients(source, train_split, nifti=True)
-    evaluated = _split_patients(source, eval_split, nifti=True)
+    evaluated = _split_patients(source, eval_split, nifti=True) if eval_split is not None else None
     if not 0 < holdout < len(train):
         raise ConfigValueError(
             f"holdout={holdout}; expected 1..{len(train) - 1} of the {len(train)} {train_split} patients."
@@ -326,7 +327,8 @@ def holdout_view(
         link.symlink_to(source / NIFTI_FOLDER, target_is_directory=True)
     write_split_file(out, "training", [p for p in train if p not in held])
     write_split_file(out, "validation", [p for p in train if p in held])
-    write_split_file(out, "testing", evaluated)
+    if evaluated is not None:
+        write_split_file(out, "testing", evaluated)
     return out
 
 

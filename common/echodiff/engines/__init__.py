@@ -5,6 +5,7 @@ from __future__ import annotations
 from .checkpoints import BestMetricState, ResumeCheckpointLoader, latest_checkpoint, resume_handlers
 from .classification_report import BootstrapAccuracySaver
 from .diffusion_segmentation import MaskDiffusionPrepareBatch
+from .run_controls import TrainingTimeLimit, progress_bar, stop_after
 from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
 from .segmentation_writer import SegmentationSaver
 
@@ -16,8 +17,11 @@ __all__ = [
     "ResumeCheckpointLoader",
     "SegmentationReportSaver",
     "SegmentationSaver",
+    "TrainingTimeLimit",
     "camus_scores",
     "latest_checkpoint",
+    "progress_bar",
     "resume_handlers",
+    "stop_after",
     "uncertainty_error_stats",
 ]

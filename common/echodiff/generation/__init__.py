@@ -12,7 +12,9 @@ from echodiff.generation.generator import (
     load_generator,
     save_autoencoder,
     save_generator,
+    with_denoiser,
 )
+from echodiff.generation.fidelity import LabelFidelityLogger, fixed_condition_maps, label_fidelity
 from echodiff.generation.grids import (
     OVERLAY_COLOURS,
     GeneratedImageWriter,
@@ -93,4 +95,8 @@ __all__ = [
     "write_png",
     "write_reconstruction_grid",
     "write_sample_grid",
+    "with_denoiser",
+    "LabelFidelityLogger",
+    "fixed_condition_maps",
+    "label_fidelity",
 ]

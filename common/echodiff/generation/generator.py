@@ -57,6 +57,7 @@ __all__ = [
     "load_generator",
     "save_autoencoder",
     "save_generator",
+    "with_denoiser",
 ]
 
 CONDITION_CLASSES = ("outside sector", "LV cavity", "in-sector tissue", "myocardium", "left atrium")
@@ -77,10 +78,10 @@ _CHECKPOINT_HINTS = {
     AUTOENCODER_FORMAT: "train it first with configs/train_autoencoder.json (it writes models/autoencoder.pt) or point "
     "autoencoder_path at one",
 }
-_LOSSES: dict[type[Preconditioner], Callable[[Any], DenoisingLoss]] = {
-    EDMPrecond: lambda p: EDMLoss(sigma_data=p.sigma_data),
-    VPPrecond: lambda p: VPLoss(beta_d=p.beta_d, beta_min=p.beta_min, epsilon_t=p.epsilon_t),
-    VEPrecond: lambda p: VELoss(sigma_min=p.sigma_min, sigma_max=p.sigma_max),
+_LOSSES: dict[type[Preconditioner], Callable[..., DenoisingLoss]] = {
+    EDMPrecond: lambda p, **kw: EDMLoss(sigma_data=p.sigma_data, **kw),
+    VPPrecond: lambda p, **kw: VPLoss(beta_d=p.beta_d, beta_min=p.beta_min, epsilon_t=p.epsilon_t, **kw),
+    VEPrecond: lambda p, **kw: VELoss(sigma_min=p.sigma_min, sigma_max=p.sigma_max, **kw),
 }
 
 
@@ -103,6 +104,7 @@ class LabelToImageGenerator(nn.Module):
         autoencoder: GammaVAE | None = None,
         latent_scale: float = 1.0,
         build_kwargs: dict | None = None,
+        loss: dict | None = None,
     ) -> None:
         super().__init__()
         if (scheduler is None) != isinstance(denoiser, Preconditioner):
@@ -116,7 +118,13 @@ class LabelToImageGenerator(nn.Module):
             autoencoder.requires_grad_(False)
         self.latent_scale = float(latent_scale)
         self.build_kwargs = build_kwargs or {}
-        self.loss = _LOSSES[type(denoiser)](denoiser) if scheduler is None else None
+        if loss and scheduler is not None:
+            raise ConfigValueError(f"loss={loss} sets the noise-level distribution of the EDM-family losses; model "
+                                   f"{model!r} trains with the DDPM eps loss: leave it empty")  # fmt: skip
+        try:
+            self.loss = _LOSSES[type(denoiser)](denoiser, **(loss or {})) if scheduler is None else None
+        except TypeError as err:
+            raise ConfigKeyError(f"loss={loss} does not fit the loss of model {model!r}: {err}") from err
 
     def load_autoencoder_weights(self, path: str | Path) -> None:
         """Load the trained Gamma-VAE of a `save_autoencoder` file (stage 1) into this latent model's autoencoder.
@@ -314,6 +322,22 @@ class LabelToImageGenerator(nn.Module):
             else:
                 x = ddim_step(self.scheduler, eps, t, t_prev, x, 0.0, generator)
         return x, len(grid)
+
+
+def with_denoiser(generator: LabelToImageGenerator, denoiser: nn.Module) -> LabelToImageGenerator:
+    """A generator identical to `generator` but sampling with `denoiser` (same architecture, e.g. an exponential
+    moving average of its weights, Karras et al. 2022 section 5); the autoencoder and scheduler are shared, not
+    copied, so weights loaded into them later are seen by both."""
+    if type(denoiser) is not type(generator.denoiser):
+        raise ConfigValueError(
+            f"denoiser is a {type(denoiser).__name__}; generator {generator.model!r} samples with a "
+            f"{type(generator.denoiser).__name__}"
+        )
+    return LabelToImageGenerator(
+        generator.model, generator.image_size, denoiser, noise=generator.noise, scheduler=generator.scheduler,
+        autoencoder=generator.autoencoder, latent_scale=generator.latent_scale, build_kwargs=generator.build_kwargs,
+        loss=generator.build_kwargs.get("loss"),
+    )  # fmt: skip
 
 
 class GeneratorInferer(Inferer):

@@ -88,7 +88,7 @@ def write_reconstruction_grid(path: str | Path, images: Tensor, reconstructions:
 
 class _EpochGridSaver:
     """Every `interval` trainer epochs, a grid of the first `num_images` items of `dataset` to
-    `<output_dir>/<prefix>_epoch=<N>.png`, drawn with the trainer's network in eval mode."""
+    `<output_dir>/<prefix>_epoch=<N>.png`, drawn in eval mode with `network` (default: the trainer's)."""
 
     prefix = "grid"
 
@@ -100,9 +100,10 @@ class _EpochGridSaver:
         interval: int = 1,
         image_key: str = "image",
         cond_key: str = "cond",
+        network: nn.Module | None = None,
     ) -> None:
         self.dataset, self.output_dir, self.num_images, self.interval = dataset, Path(output_dir), num_images, interval
-        self.image_key, self.cond_key = image_key, cond_key
+        self.image_key, self.cond_key, self.network = image_key, cond_key, network
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
@@ -114,7 +115,7 @@ class _EpochGridSaver:
             torch.stack([convert_to_tensor(item[key], track_meta=False) for item in items]).to(device)
             for key in (self.image_key, self.cond_key)
         )
-        network = unwrap(engine.network)
+        network = unwrap(self.network if self.network is not None else engine.network)
         training = network.training
         network.eval()
         with torch.no_grad():
@@ -143,8 +144,9 @@ class SampleGridSaver(_EpochGridSaver):
         churn: Any = None,
         seed: int = 0,
         cond_key: str = "cond",
+        network: nn.Module | None = None,
     ) -> None:
-        super().__init__(dataset, output_dir, num_images, interval, cond_key=cond_key)
+        super().__init__(dataset, output_dir, num_images, interval, cond_key=cond_key, network=network)
         self.sampler, self.steps, self.churn, self.seed = sampler, steps, churn, seed
 
     def write(self, path: Path, network: nn.Module, images: Tensor, cond: Tensor) -> None:

@@ -163,6 +163,7 @@ def build_generator(
     paper_scale: bool = False,
     diffusion: dict | None = None,
     latent_scale: float = 1.0,
+    loss: dict | None = None,
 ) -> LabelToImageGenerator:
     """One of `GENERATOR_MODELS`, untrained, making `image_size` x `image_size` images from condition maps.
 
@@ -177,6 +178,8 @@ def build_generator(
             {"num_train_timesteps": 4} for a tiny test), the preconditioner's for the others (e.g. {"sigma_data": 0.5}).
         latent_scale: multiplies the Gamma-VAE's diffusion latent clamp(2 z - 1, -1, 1) (Stojanovski et al. 2024);
             1.0 keeps the paper's fixed mapping. Stored in the generator checkpoint.
+        loss: arguments of the training loss of the EDM family, e.g. {"P_mean": -0.4, "P_std": 1.2} for EDM's
+            log-normal noise-level distribution (Karras et al. 2022, Table 1; default P_mean -1.2); empty for sdm.
 
     The Gamma-VAE of a latent model is untrained: load stage 1's weights with `load_autoencoder_weights`.
     """
@@ -211,12 +214,13 @@ def build_generator(
     except TypeError as err:
         what = "the DDPM noise scheduler" if model == "sdm" else f"{PRECONDITIONING[model].upper()} preconditioning"
         raise ConfigKeyError(f"diffusion={diffusion_kwargs} does not fit {what} of model {model!r}: {err}") from err
+    loss_kwargs = plain(dict(loss or {}), "loss")
     build_kwargs = dict(
         model=model, image_size=image_size, noise=noise, network=network_kwargs, autoencoder=vae_kwargs,
-        diffusion=diffusion_kwargs,
+        diffusion=diffusion_kwargs, **({"loss": loss_kwargs} if loss_kwargs else {}),
     )  # fmt: skip
     return LabelToImageGenerator(
         model, image_size, denoiser, noise=noise, scheduler=scheduler, autoencoder=vae,
-        latent_scale=float(latent_scale), build_kwargs=build_kwargs,
+        latent_scale=float(latent_scale), build_kwargs=build_kwargs, loss=loss_kwargs,
     )  # fmt: skip
 

@@ -8,13 +8,15 @@ map (sector + labels, `condition_map`), resized by nearest neighbour to the gene
     database_nifti/patientXXXX/patientXXXX_<view>_<phase>.nii.gz       generated image (uint8, 0..255)
                                patientXXXX_<view>_<phase>_gt.nii.gz    CAMUS labels 0..3 of the map it came from
                                patientXXXX_<view>_<phase>_cond.nii.gz  that conditioning map itself (0..4)
-    database_split/subgroup_<split>.txt    the synthetic patients, written once every case is done
+    database_split/subgroup_<split>.txt    the synthetic patients of each source split, written once every case is done
     manifest.jsonl                         one line per written case (file names, source, k, seed, model, NFE...)
     manifest_records/<case>.json           the same line per case, written last: the case's "done" marker
     synthesis.json                         the run's settings; a restart with other settings is refused
 
-Synthetic patient number p * K + k + 1 is copy k of source patient p (0-based, in split-file order), so every
-synthetic patient holds the same views and phases as its source and the folder reads back with `list_camus`.
+Synthetic patient number p * K + k + 1 is copy k of source patient p (0-based, in split-file order, the splits one
+after the other), so every synthetic patient holds the same views and phases as its source, stays in its source's
+split (e.g. a synthetic validation split made from held-out training patients) and the folder reads back with
+`list_camus`.
 Case i (source frame i // K, copy k = i % K) uses seed `case_seed(seed, i // K, k)` for its augmentation and its
 sampling, so each file is reproducible alone, whatever the batch composition or the number of ranks; batches are
 sampled in one pass for every sampler, stochastic and DDPM ones included (one generator per image, `echodiff.rng`).
@@ -102,6 +104,7 @@ class Case:
     view: str
     phase: str
     source: dict
+    split: str = "training"
 
     @property
     def name(self) -> str:
@@ -124,7 +127,8 @@ class Case:
 
 def plan_cases(items: Sequence[dict], k: int, seed: int) -> list[Case]:
     """All K copies of every source frame, in case order i = source_index * K + k; copy k of source patient p
-    (0-based, in listing order) becomes patient p * K + k + 1."""
+    (0-based, in listing order) becomes patient p * K + k + 1, in the split named by the item's "split" key
+    (default "training")."""
     patient_index = {patient: p for p, patient in enumerate(dict.fromkeys(item["patient"] for item in items))}
     return [
         Case(
@@ -135,6 +139,7 @@ def plan_cases(items: Sequence[dict], k: int, seed: int) -> list[Case]:
             view=item["view"],
             phase=item["phase"],
             source=item,
+            split=item.get("split", "training"),
         )
         for source_index, item in enumerate(items)
         for copy in range(k)
@@ -158,7 +163,7 @@ def synthesize_dataset(
     out_dir: str | os.PathLike,
     generate: Generate,
     *,
-    split: str = "training",
+    split: str | Sequence[str] = "training",
     k: int = 5,
     seed: int = 0,
     batch_size: int = 8,
@@ -170,6 +175,9 @@ def synthesize_dataset(
     info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write K generated images per label map of `split` in `source_dir` to `out_dir` (CAMUS layout + manifest).
+
+    `split` may name several splits (e.g. ["training", "validation"]): each synthetic patient goes to its source's
+    split, so downstream configs train and select on the synthetic folder unchanged.
 
     `generate(cond_maps, seeds)` maps a (B, 1, H, W) int64 batch of conditioning maps (0..4) and one seed per map
     to (B, 1, H, W) images in [0, 1] and the NFE per image; `generator_fn` adapts a `LabelToImageGenerator`. When it
@@ -192,7 +200,11 @@ def synthesize_dataset(
         "image_size": image_size, "info": info,
     }
     _claim_out_dir(out, settings)
-    cases = plan_cases(list_camus(source_dir, split, require_label=True), k, seed)
+    splits = [split] if isinstance(split, str) else list(split)
+    if not splits or len(set(splits)) != len(splits):
+        raise ConfigValueError(f"split={split!r}; expected one split name or a list of distinct split names")
+    items = [{**item, "split": name} for name in splits for item in list_camus(source_dir, name, require_label=True)]
+    cases = plan_cases(items, k, seed)
     mine = cases[rank::world_size]
     pending = [case for case in mine if not case.is_done(out)]
     for case in pending:
@@ -211,7 +223,7 @@ def synthesize_dataset(
             _check_images(images, cond_maps)
             seconds = (time.perf_counter() - batch_start) / len(batch)
             for (case, cond, spacing), image in zip(batch, images):
-                _write_case(out, case, cond, image, spacing, nfe, seconds, split, augment, info)
+                _write_case(out, case, cond, image, spacing, nfe, seconds, augment, info)
             bar.update(len(batch))
     elapsed = time.perf_counter() - start
 
@@ -225,20 +237,21 @@ def synthesize_dataset(
         dist.barrier()
     if distributed and rank != 0:
         return {**summary, "complete": None, "manifest": None}
-    complete = write_manifest(out, cases, split)
+    complete = write_manifest(out, cases)
     return {**summary, "complete": complete, "manifest": str(out / MANIFEST)}
 
 
-def write_manifest(out_dir: Path, cases: Sequence[Case], split: str) -> bool:
+def write_manifest(out_dir: Path, cases: Sequence[Case]) -> bool:
     """Rebuild `manifest.jsonl` from the records of the done cases (in case order, one line each); once every case
-    is done, also write the split file. Returns whether every case is done."""
+    is done, also write the split file of each case split. Returns whether every case is done."""
     lines = [json.loads(case.files(out_dir)["record"].read_text()) for case in cases if case.is_done(out_dir)]
     text = "".join(json.dumps(line) + "\n" for line in lines)
     _remove_temp_files([out_dir / MANIFEST])
     atomic_write(out_dir / MANIFEST, lambda tmp: Path(tmp).write_text(text), suffix=".jsonl")
     complete = len(lines) == len(cases)
     if complete:
-        write_split_file(out_dir, split, dict.fromkeys(case.patient for case in cases))
+        for split in dict.fromkeys(case.split for case in cases):
+            write_split_file(out_dir, split, dict.fromkeys(case.patient for case in cases if case.split == split))
     return complete
 
 
@@ -328,7 +341,6 @@ def _write_case(
     spacing: tuple[float, float],
     nfe: int,
     seconds: float,
-    split: str,
     augment: bool,
     info: Mapping[str, Any],
 ) -> None:
@@ -340,7 +352,7 @@ def _write_case(
     write_camus_nifti(files["label"], camus_labels_of_condition(cond_hw), spacing)
     write_camus_nifti(files["image"], image_hw, spacing)
     record = {
-        "case": case.name, "patient": case.patient, "view": case.view, "phase": case.phase, "split": split,
+        "case": case.name, "patient": case.patient, "view": case.view, "phase": case.phase, "split": case.split,
         **{key: str(files[key].relative_to(out)) for key in ("image", "label", "cond")},
         "source_patient": case.source["patient"], "source_image": case.source["image"],
         "source_label": case.source["label"], "k": case.k, "augmented": augment, "seed": case.seed,

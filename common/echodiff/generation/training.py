@@ -155,10 +155,11 @@ class AutoencoderSaver:
 
 class GeneratorSaver:
     """Ignite handler writing the trainer's generator with `save_generator(path, ...)` every `interval` epochs and
-    when training completes ({"epoch": trainer epoch} in the file)."""
+    when training completes ({"epoch": trainer epoch} in the file). `network` (default: the trainer's) is what gets
+    written, e.g. the generator with the EMA denoiser (`with_denoiser`), as EDM samples from the EMA weights."""
 
-    def __init__(self, path: str | Path, interval: int = 1) -> None:
-        self.path, self.interval = path, interval
+    def __init__(self, path: str | Path, interval: int = 1, network: nn.Module | None = None) -> None:
+        self.path, self.interval, self.network = path, interval, network
         self.saved_epoch = -1
 
     def attach(self, engine: Engine) -> None:
@@ -167,5 +168,6 @@ class GeneratorSaver:
 
     def __call__(self, engine: Engine) -> None:
         if engine.state.epoch != self.saved_epoch:
-            save_generator(self.path, unwrap(engine.network), {"epoch": engine.state.epoch})
+            network = self.network if self.network is not None else engine.network
+            save_generator(self.path, unwrap(network), {"epoch": engine.state.epoch, "iteration": engine.state.iteration})
             self.saved_epoch = engine.state.epoch

@@ -16,6 +16,10 @@ class GammaVAELoss(nn.Module):
     """recon_weight MSE(recon, x) + kl_weight KL(prior || posterior) + perceptual_weight perceptual
     + latent_weight MSE(z, x area-downsampled to the latent grid).
 
+    With several latent channels (a CPU-scale lever, not the paper's single channel) the latent term ties every
+    channel to the downsampled image. An untied channel is only held by the tiny KL weight and drifts far outside
+    [0, 1] (posterior means of 1e6 were measured), where the diffusion mapping clamp(2 z - 1, -1, 1) destroys it.
+
     Stojanovski et al. 2024 use weights 10, 1e-3, 1e-3, 1e-2 and switch the last two on after a warm-up:
     they count from epoch ``warmup_epochs`` on (epochs numbered from 0; the paper's ``epoch >= 5``).
     KL(prior || posterior) = KL(Gamma(prior_concentration, prior_rate) || Gamma(k, r)) in closed form, averaged over
@@ -77,12 +81,12 @@ class GammaVAELoss(nn.Module):
             if self.perceptual is not None:
                 perceptual_term = self.perceptual_weight * self.perceptual(recon, x)
             x_latent = F.interpolate(x, size=z.shape[2:], mode="area")
-            if x_latent.shape != z.shape:
+            if x_latent.shape[0] != z.shape[0] or x_latent.shape[1] != 1:
                 raise ShapeMismatchError(
-                    f"latent z has shape {tuple(z.shape)}; the latent MSE term expects the image area-downsampled "
-                    f"to it, shape {tuple(x_latent.shape)} (latent_channels must equal the image channels)"
+                    f"latent z has shape {tuple(z.shape)}; the latent MSE term expects a one-channel image of the same "
+                    f"batch, area-downsampled to the latent grid, got shape {tuple(x_latent.shape)}"
                 )
-            latent_term = self.latent_weight * F.mse_loss(z, x_latent)
+            latent_term = self.latent_weight * F.mse_loss(z, x_latent.expand_as(z))
         total = recon_term + kl_term + perceptual_term + latent_term
         terms = dict(recon=recon_term, kl=kl_term, perceptual=perceptual_term, latent=latent_term, total=total)
         return total, {name: float(value.detach()) for name, value in terms.items()}

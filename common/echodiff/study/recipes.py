@@ -1,0 +1,84 @@
+"""Settings of the study's stages: bundle-config overrides per scale, and the budget shares.
+
+Each entry is what the study passes to a bundle's own config (`python -m monai.bundle run ... --key value`), nothing
+else: the same runs can be repeated by hand. Three scales:
+
+- `tiny`: the built-in phantom (README's main command, the test suite): 32 px, few-channel networks, 1-3 epochs.
+- `cpu`: a 2-core CPU at 64 px (the recipe measured in docs/study/camus224_cpu); see `docs/study/README.md` for the
+  table of what was tried.
+- `paper`: the paper's networks and 256 px (`--paper_scale true`, meant for a GPU: `--device cuda`).
+
+Training stages run until their share of `--budget_minutes` is spent (`time_limit_minutes`) or `max_epochs`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+__all__ = ["BUDGET_SHARES", "MIN_STAGE_MINUTES", "SCALES", "scale_settings"]
+
+# fraction of --budget_minutes given to each training stage; the rest (about a quarter) covers data loading,
+# synthesis, evaluation and the report, whose cost does not depend on the budget
+BUDGET_SHARES = {
+    "segmenter_real": 0.10,
+    "classifier_real": 0.05,
+    "autoencoder": 0.12,
+    "diffusion": 0.36,
+    "segmenter_synthetic": 0.10,
+    "classifier_synthetic": 0.05,
+}
+MIN_STAGE_MINUTES = 0.25  # a training stage given less than this cannot finish one validated epoch on any data
+
+_SEGMENTER_CPU = {"image_size": [64, 64], "filters": [16, 32, 64, 128], "batch_size": 16, "learning_rate": 1e-3,
+                  "max_epochs": 40, "num_workers": 0}  # fmt: skip
+_CLASSIFIER_CPU = {"image_size": [64, 64], "batch_size": 32, "max_epochs": 6, "num_workers": 0}
+_VAE_CPU = {"channels": [16, 32, 64], "num_res_blocks": 1, "norm_num_groups": 16, "latent_channels": 4,
+            "attention_levels": [False, False, False]}  # fmt: skip
+
+SCALES: dict[str, dict] = {
+    "tiny": {
+        "image_size": 32,
+        "model": "edm_l64",
+        "segmenter": {"image_size": [32, 32], "filters": [8, 16, 32], "batch_size": 8, "learning_rate": 1e-3,
+                      "max_epochs": 3, "num_workers": 0},  # fmt: skip
+        "classifier": {"image_size": [32, 32], "batch_size": 8, "max_epochs": 2, "num_workers": 0},
+        "autoencoder": {"autoencoder_args": {"channels": [8, 16, 16], "num_res_blocks": 1, "norm_num_groups": 8,
+                                             "latent_channels": 2, "attention_levels": [False, False, False]},
+                        "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 2, "num_workers": 0, "grid_interval": 100},
+        "diffusion": {"network_args": {"channels": [16, 32], "attention_levels": [False, False], "num_res_blocks": 1,
+                                       "num_head_channels": 16, "norm_num_groups": 8, "spade_intermediate_channels": 8},
+                      "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 3, "num_workers": 0, "ema_warmup_iters": 10,
+                      "fidelity_interval": 1, "fidelity_images": 4, "grid_interval": 100},
+        "fidelity_images": 8,
+    },
+    "cpu": {
+        "image_size": 64,
+        "model": "edm_l64",
+        "segmenter": _SEGMENTER_CPU,
+        "classifier": _CLASSIFIER_CPU,
+        "autoencoder": {"autoencoder_args": _VAE_CPU, "batch_size": 16, "learning_rate": 1e-3, "max_epochs": 500,
+                        "num_workers": 0, "grid_interval": 10},  # fmt: skip
+        "diffusion": {"network_args": {}, "batch_size": 32, "learning_rate": 1e-3, "max_epochs": 2000, "num_workers": 0,
+                      "ema_momentum": 0.001, "ema_warmup_iters": 500, "fidelity_interval": 15, "fidelity_images": 32,
+                      "grid_interval": 50},  # fmt: skip
+        "fidelity_images": 200,
+    },
+    "paper": {
+        "image_size": 256,
+        "model": "edm_l64",
+        "segmenter": {"image_size": [256, 256], "max_epochs": 100},
+        "classifier": {"image_size": [224, 224], "max_epochs": 30},
+        "autoencoder": {"paper_scale": True, "max_epochs": 100},
+        "diffusion": {"paper_scale": True, "max_epochs": 200, "ema_momentum": 0.0002, "ema_warmup_iters": 2000},
+        "fidelity_images": 200,
+    },
+}
+
+
+def scale_settings(scale: str) -> dict:
+    """A deep copy of `SCALES[scale]`."""
+    from echodiff.errors import ConfigKeyError
+
+    if scale not in SCALES:
+        raise ConfigKeyError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
+    return copy.deepcopy(SCALES[scale])

@@ -1,0 +1,213 @@
+"""`run_study`: the whole experiment in one call, resumable and within a wall-clock budget.
+
+real labelled echoes -> real-trained segmenter + view classifier -> Gamma-VAE -> latent diffusion (label fidelity
+logged) -> synthetic CAMUS folder -> synthetic-only segmenter + view classifier -> all four evaluated on the test split
+-> `report/` (JSON, markdown, PNG). Every stage is cached by fingerprint (`echodiff.study.cache`); the test split is a
+path argument, checked to share no patient with the training data, and nothing is selected on it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import monai
+import torch
+
+import echodiff
+from echodiff.data.phantom import make_phantom_camus
+from echodiff.errors import ConfigKeyError, ConfigValueError
+from echodiff.samplers import SAMPLERS
+from echodiff.study import stages
+from echodiff.study.cache import StageRecord, files_digest, run_cached
+from echodiff.study.recipes import BUDGET_SHARES, MIN_STAGE_MINUTES, scale_settings
+from echodiff.study.report import write_report
+
+__all__ = ["STAGES", "check_budget", "hardware", "run_study"]
+
+STAGES = ("data", "segmenter_real", "classifier_real", "autoencoder", "diffusion", "synthesis",
+          "segmenter_synthetic", "classifier_synthetic", "evaluation", "report")  # fmt: skip
+
+
+def check_budget(budget_minutes: float, shares: Mapping[str, float] = BUDGET_SHARES) -> None:
+    """Refuse a budget that leaves some training stage less than `MIN_STAGE_MINUTES`."""
+    if not isinstance(budget_minutes, (int, float)) or budget_minutes <= 0:
+        raise ConfigValueError(f"--budget_minutes {budget_minutes!r}; expected a positive number of minutes")
+    stage, share = min(shares.items(), key=lambda kv: kv[1])
+    if share * budget_minutes < MIN_STAGE_MINUTES:
+        raise ConfigValueError(
+            f"--budget_minutes {budget_minutes:g} is too small for any stage: {stage} would get "
+            f"{share * budget_minutes:.2f} min (share {share:g}); every training stage needs at least "
+            f"{MIN_STAGE_MINUTES:g} min, so use --budget_minutes >= {MIN_STAGE_MINUTES / share:g}"
+        )
+
+
+def hardware(device: str | None) -> dict:
+    """Where the study ran: CPU model, cores, torch threads, accelerator, library versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": device or "cpu", "gpu": gpu, "torch": torch.__version__, "monai": monai.__version__,
+            "echodiff": echodiff.__version__, "python": platform.python_version()}  # fmt: skip
+
+
+def _configs_digest(*kinds: str) -> str:
+    return files_digest([p for kind in kinds for p in stages.bundle_config_files(kind)])
+
+
+def _forced(force: str | Iterable[str] | None) -> set[str]:
+    names = {force} if isinstance(force, str) else set(force or ())
+    names = {n for name in names for n in str(name).split(",") if n}
+    unknown = sorted(names - set(STAGES))
+    if unknown:
+        raise ConfigKeyError(f"--force {', '.join(unknown)}: unknown stage; expected one of {', '.join(STAGES)}")
+    return names
+
+
+def run_study(
+    workdir: str = "runs/study",
+    dataset_dir: str | None = None,
+    test_dir: str | None = None,
+    test_split: str = "testing",
+    train_split: str = "training",
+    budget_minutes: float = 120.0,
+    scale: str | None = None,
+    holdout: int | None = None,
+    k: int = 5,
+    sampler: str = "heun",
+    steps: int = 5,
+    seed: int = 0,
+    device: str | None = None,
+    force: str | Iterable[str] | None = None,
+    quiet: bool = True,
+    overrides: Mapping[str, Any] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """Run (or resume) the study in `workdir`; returns the report (also in `workdir/report/report.json`).
+
+    Args:
+        dataset_dir: labelled CAMUS-layout training data; None builds the built-in phantom in `workdir` and, unless
+            `test_dir` is given, tests on the phantom's own testing patients.
+        test_dir / test_split: where the four downstream models and the generator's label fidelity are evaluated;
+            must share no patient with `train_split` of `dataset_dir`.
+        budget_minutes: wall-clock minutes; training stages get `BUDGET_SHARES` of it and stop at their share.
+        scale: "tiny", "cpu" or "paper" (`echodiff.study.recipes.SCALES`); default "tiny" on the phantom, else "cpu".
+        holdout: training patients held out for model selection (default 10 %, at least 1).
+        k: augmented label maps (one image each) per training map in the synthesis.
+        sampler / steps: how the generator synthesises (e.g. heun 5 = 9 network calls per image).
+        force: stage name(s) to rerun even when cached.
+        quiet: WARNING-level logs and one progress bar per training stage.
+        overrides: per-stage bundle overrides merged into the scale's settings, e.g. {"diffusion": {"learning_rate":
+            3e-4}}.
+    """
+    check_budget(budget_minutes)
+    if sampler not in SAMPLERS:
+        raise ConfigKeyError(f"--sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    forced = _forced(force)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    if dataset_dir is None:
+        scale = scale or "tiny"
+        dataset_dir = str(make_phantom_camus(work / "phantom_camus", n_train=10, n_val=2, n_test=4, size=64, seed=seed))
+        test_dir = test_dir or dataset_dir
+    if test_dir is None:
+        raise ConfigValueError("--test_dir is required with --dataset_dir: the study never guesses which patients are test")
+    settings = scale_settings(scale or "cpu")
+    for stage_name, values in dict(overrides or {}).items():
+        if stage_name not in settings or not isinstance(settings[stage_name], dict):
+            raise ConfigKeyError(f"overrides key {stage_name!r}; expected one of "
+                                 f"{', '.join(k for k, v in settings.items() if isinstance(v, dict))}")  # fmt: skip
+        settings[stage_name].update(values)
+    n_train = len(stages._patients(Path(dataset_dir), train_split))
+    holdout = holdout if holdout is not None else max(1, round(0.1 * n_train))
+    ctx = stages.StudyContext(
+        workdir=work, dataset_dir=Path(dataset_dir).resolve(), test_dir=Path(test_dir).resolve(), test_split=test_split,
+        train_split=train_split, holdout=holdout, settings=settings, budget_minutes=float(budget_minutes),
+        shares=BUDGET_SHARES, k=k, sampler=sampler, steps=steps, seed=seed, device=device, quiet=quiet,
+    )  # fmt: skip
+    code = echodiff.__version__
+    records: dict[str, StageRecord] = {}
+
+    train_data = {"train": stages.data_digest(ctx.dataset_dir, [train_split]), "holdout": holdout, "seed": seed,
+                  "train_split": train_split}  # fmt: skip
+
+    def stage(name: str, key: dict, work_fn: Callable[[Path], dict], upstream: Iterable[str] = ()) -> dict:
+        """Run stage `name` cached on `key` + the fingerprints of `upstream`; stages that read the training view
+        depend on the training data itself (`train_data`), not on the test split checked by `data`."""
+        key = {"code": code, "data": train_data, **key, "upstream": {u: records[u].fingerprint for u in upstream}}
+        if name != "report":
+            say(f"== {name}" + (f" ({ctx.minutes(name):.1f} min budget)" if name in BUDGET_SHARES else ""))
+        records[name] = run_cached(work / name, name, key, work_fn, force=name in forced, say=say)
+        return records[name].result
+
+    data = stage("data", {"test_data": stages.data_digest(ctx.test_dir, [test_split]),
+                          "settings": {"test_split": test_split, "test_dir": str(ctx.test_dir)}},
+                 lambda f: stages.prepare_data(ctx, f))  # fmt: skip
+    train_dir = data["train_dir"]
+
+    def training_key(kind: str, name: str, extra: dict | None = None) -> dict:
+        return {"config": _configs_digest(kind), "settings": {**(extra or {}), "minutes": ctx.minutes(name),
+                                                              "device": device}}  # fmt: skip
+
+    seg_real = stage("segmenter_real", training_key("segmenter", "segmenter_real", settings["segmenter"]),
+                     lambda f: stages.train_segmenter(ctx, f, train_dir, "segmenter_real"))
+    cls_real = stage("classifier_real", training_key("classifier", "classifier_real", settings["classifier"]),
+                     lambda f: stages.train_classifier(ctx, f, train_dir, "classifier_real"))
+    generator_settings = {"model": settings["model"], "image_size": settings["image_size"]}
+    vae = stage("autoencoder", training_key("autoencoder", "autoencoder",
+                                            {**generator_settings, **settings["autoencoder"]}),
+                lambda f: stages.train_autoencoder(ctx, f, train_dir))  # fmt: skip
+    diffusion = stage(
+        "diffusion", training_key("diffusion", "diffusion", {**generator_settings, **settings["diffusion"]}),
+        lambda f: stages.train_diffusion(ctx, f, train_dir, vae["model"], seg_real),
+        ["autoencoder", "segmenter_real"],
+    )
+    synthesis = stage("synthesis", {"settings": {"k": k, "sampler": sampler, "steps": steps, "seed": seed,
+                                                 "device": device}},
+                      lambda f: stages.synthesize(ctx, f, train_dir, diffusion["model"]), ["diffusion"])
+    synthetic_dir = synthesis["dataset_dir"]
+    seg_syn = stage("segmenter_synthetic", training_key("segmenter", "segmenter_synthetic", settings["segmenter"]),
+                    lambda f: stages.train_segmenter(ctx, f, synthetic_dir, "segmenter_synthetic"), ["synthesis"])
+    cls_syn = stage("classifier_synthetic", training_key("classifier", "classifier_synthetic", settings["classifier"]),
+                    lambda f: stages.train_classifier(ctx, f, synthetic_dir, "classifier_synthetic"), ["synthesis"])
+
+    def evaluate(folder: Path) -> dict:
+        return {
+            "segmentation": {"real": stages.evaluate_segmenter(ctx, folder, seg_real, "segmenter_real"),
+                             "synthetic": stages.evaluate_segmenter(ctx, folder, seg_syn, "segmenter_synthetic")},
+            "view_classification": {"real": stages.evaluate_classifier(ctx, folder, cls_real, "classifier_real"),
+                                    "synthetic": stages.evaluate_classifier(ctx, folder, cls_syn,
+                                                                            "classifier_synthetic")},
+            "generator": stages.evaluate_generator(ctx, folder, diffusion["model"], vae["model"], seg_real),
+        }  # fmt: skip
+
+    evaluation = stage(
+        "evaluation",
+        {"config": _configs_digest("segmenter_eval", "classifier_eval", "autoencoder"),
+         "settings": {"sampler": sampler, "steps": steps, "seed": seed, "fidelity_images": settings["fidelity_images"],
+                      "device": device}},
+        evaluate, ["data", "segmenter_real", "classifier_real", "diffusion", "segmenter_synthetic",
+                   "classifier_synthetic"],
+    )  # fmt: skip
+    context = {
+        "budget_minutes": budget_minutes, "hardware": hardware(device), "dataset_dir": str(ctx.dataset_dir),
+        "test_dir": str(ctx.test_dir), "test_split": test_split, "train_split": train_split,
+        "image_size": ctx.image_size, "scale": scale or "cpu", "holdout": holdout, "k": k, "settings": settings,
+        "shares": dict(BUDGET_SHARES), "sampler": sampler, "steps": steps, "workdir": str(work),
+    }  # fmt: skip
+    records_now = dict(records)
+    report = stage("report", {"settings": context}, lambda f: write_report(f, context, records_now, evaluation),
+                   [s for s in STAGES if s != "report"])  # fmt: skip
+    say(report["markdown_table"])
+    say(f"report: {work / 'report' / 'report.md'}")
+    return report

@@ -1,0 +1,408 @@
+"""The study's stages. Each trains or evaluates through a bundle's own configs (`monai.bundle.run`, exactly what a
+user runs by hand) and returns a small JSON-able result; `echodiff.study.run` chains and caches them.
+
+| stage                  | bundle / code                                   | output                                   |
+|------------------------|-------------------------------------------------|------------------------------------------|
+| `data`                 | checks, `holdout_view`                          | training view: train minus held-out      |
+| `segmenter_real`       | echo_pddpm_segmentation `train.json`            | real-trained segmenter                   |
+| `classifier_real`      | echo_view_classification `train.json`           | real-trained view classifier             |
+| `autoencoder`          | echo_ldm_generation `train_autoencoder.json`    | Gamma-VAE                                |
+| `diffusion`            | `train_autoencoder.json` + `train_diffusion.json` | generator (EMA), label-fidelity curve  |
+| `synthesis`            | `echodiff.generation.synthesize_dataset`        | synthetic CAMUS folder (train + val)     |
+| `segmenter_synthetic`  | echo_pddpm_segmentation `train.json`            | synthetic-only segmenter                 |
+| `classifier_synthetic` | echo_view_classification `train.json`          | synthetic-only view classifier           |
+| `evaluation`           | `inference.json` + `evaluate.json` of both      | scores on the test split, fidelity       |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.bundle import run as bundle_run
+
+from echodiff.bundle import find_bundle_root, load_bundle_network
+from echodiff.data.camus import holdout_view, list_camus
+from echodiff.engines.checkpoints import latest_checkpoint
+from echodiff.errors import ConfigValueError, EmptySplitError, MissingFileError
+from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
+from echodiff.generation.generator import load_generator
+from echodiff.generation.grids import image_grid, label_overlay, write_png
+from echodiff.generation.synthesis import generator_fn, synthesize_dataset
+from echodiff.study.cache import files_digest
+
+__all__ = ["BUNDLE_CONFIGS", "StudyContext", "bundle_config_files", "data_digest"]
+
+SEGMENTER, CLASSIFIER, GENERATOR = "echo_pddpm_segmentation", "echo_view_classification", "echo_ldm_generation"
+BUNDLE_CONFIGS = {
+    "segmenter": (SEGMENTER, ("train.json",)),
+    "classifier": (CLASSIFIER, ("train.json",)),
+    "autoencoder": (GENERATOR, ("train_autoencoder.json",)),
+    "diffusion": (GENERATOR, ("train_autoencoder.json", "train_diffusion.json")),
+    "segmenter_eval": (SEGMENTER, ("inference.json", "evaluate.json")),
+    "classifier_eval": (CLASSIFIER, ("inference.json", "evaluate.json")),
+}
+STEP_GRID = {"heun": (2, 3, 5, 10, 25), "dpmpp_2m": (2, 3, 5, 10, 25)}
+QUIET_LOGGING = """[loggers]
+keys=root
+[handlers]
+keys=file
+[formatters]
+keys=plain
+[logger_root]
+level=INFO
+handlers=file
+[handler_file]
+class=FileHandler
+level=INFO
+formatter=plain
+args=({path!r}, "a")
+[formatter_plain]
+format=%(asctime)s %(levelname)s %(name)s: %(message)s
+"""
+
+
+@dataclass
+class StudyContext:
+    """Everything the stages need: folders, splits, the scale's settings, the budget and the sampling choice."""
+
+    workdir: Path
+    dataset_dir: Path
+    test_dir: Path
+    test_split: str
+    train_split: str
+    holdout: int
+    settings: dict
+    budget_minutes: float
+    shares: Mapping[str, float]
+    k: int
+    sampler: str
+    steps: int
+    seed: int
+    device: str | None
+    quiet: bool
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.settings["image_size"])
+
+    def minutes(self, stage: str) -> float:
+        """Wall-clock minutes of training given to `stage` (its share of the budget)."""
+        return self.shares[stage] * self.budget_minutes
+
+    def common_overrides(self) -> dict:
+        """Overrides every bundle run gets: device and, when quiet, a progress bar instead of per-iteration logs."""
+        out: dict[str, Any] = {}
+        if self.device is not None:
+            out["device"] = f"$torch.device({self.device!r})"
+        return out
+
+    def logging_file(self, bundle: str, folder: Path) -> str:
+        """The bundle's own logging.conf, or when quiet one that sends the whole log to `folder/log.txt`."""
+        if not self.quiet:
+            return str(Path(find_bundle_root(bundle)) / "configs" / "logging.conf")
+        path = folder / "logging.conf"
+        path.write_text(QUIET_LOGGING.format(path=str(folder / "log.txt")))
+        return str(path)
+
+
+def bundle_config_files(kind: str) -> list[Path]:
+    """Config files of the bundle run `kind` (see `BUNDLE_CONFIGS`)."""
+    bundle, names = BUNDLE_CONFIGS[kind]
+    root = Path(find_bundle_root(bundle))
+    return [root / "configs" / name for name in names]
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path | None) -> Iterator[None]:
+    """With a `log_file`: print() output, warnings and MONAI's own stdout loggers go to that file (progress bars on
+    stderr stay on the terminal); without: nothing changes."""
+    if log_file is None:
+        yield
+        return
+    own = [lg for lg in logging.root.manager.loggerDict.values()
+           if isinstance(lg, logging.Logger) and not lg.propagate and lg.handlers]  # fmt: skip
+    levels = [lg.level for lg in own]
+    with open(log_file, "a") as out, contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in own:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for lg, level in zip(own, levels):
+                lg.setLevel(level)
+            _detach_stream(out)
+
+
+def _detach_stream(stream: Any) -> None:
+    """Point every logging handler created on `stream` (MONAI's get_logger captures sys.stdout) back to stdout
+    before `stream` closes."""
+    for lg in [logging.root, *logging.root.manager.loggerDict.values()]:
+        for handler in getattr(lg, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
+                handler.setStream(sys.stdout)
+
+
+def _run_bundle(ctx: StudyContext, folder: Path, kind: str, run_id: str, **overrides: Any) -> None:
+    """`monai.bundle.run(run_id)` of the configs of `kind` with `overrides`; quiet: its output goes to folder/log.txt."""
+    bundle, _ = BUNDLE_CONFIGS[kind]
+    root = Path(find_bundle_root(bundle))
+    folder.mkdir(parents=True, exist_ok=True)
+    with _output_to(folder / "log.txt" if ctx.quiet else None):
+        bundle_run(
+            run_id,
+            config_file=[str(p) for p in bundle_config_files(kind)],
+            meta_file=str(root / "configs" / "metadata.json"),
+            logging_file=ctx.logging_file(bundle, folder),
+            **ctx.common_overrides(),
+            **overrides,
+        )
+
+
+def data_digest(dataset_dir: str | Path, splits: Sequence[str]) -> str:
+    """Content digest of the split files and every image / label file of `splits` in `dataset_dir`."""
+    root = Path(dataset_dir)
+    paths: list[Path] = []
+    for split in splits:
+        for item in list_camus(root, split, require_label=False):
+            paths += [Path(item["image"])] + ([Path(item["label"])] if "label" in item else [])
+        split_file = root / "database_split" / f"subgroup_{split}.txt"
+        if split_file.is_file():
+            paths.append(split_file)
+    return files_digest(paths, root)
+
+
+def _patients(dataset_dir: Path, split: str) -> list[str]:
+    return list(dict.fromkeys(item["patient"] for item in list_camus(dataset_dir, split, require_label=False)))
+
+
+def prepare_data(ctx: StudyContext, folder: Path) -> dict:
+    """Check the inputs and write the training view: `train_split` minus `holdout` patients (training) and those
+    held-out patients (validation, for model selection). The test split must be labelled and share no patient with
+    the training data."""
+    for where, root, split in (("--dataset_dir", ctx.dataset_dir, ctx.train_split), ("--test_dir", ctx.test_dir,
+                                                                                       ctx.test_split)):
+        try:
+            items = list_camus(root, split, require_label=False)
+        except EmptySplitError as err:
+            raise EmptySplitError(f"{where} {root}: {err}") from err
+        unlabelled = [item["image"] for item in items if "label" not in item]
+        if unlabelled:
+            raise MissingFileError(
+                f"{where} {root} split {split!r}: {len(unlabelled)} of {len(items)} images have no label map, e.g. "
+                f"{unlabelled[0]} (expected {Path(unlabelled[0]).name.replace('.nii.gz', '_gt.nii.gz')}); the study "
+                "trains and evaluates on labelled images only"
+            )
+    train, test = _patients(ctx.dataset_dir, ctx.train_split), _patients(ctx.test_dir, ctx.test_split)
+    shared = sorted(set(train) & set(test))
+    if shared:
+        raise ConfigValueError(
+            f"--test_dir {ctx.test_dir} split {ctx.test_split!r} shares {len(shared)} patients with the training data "
+            f"(--dataset_dir {ctx.dataset_dir} split {ctx.train_split!r}), e.g. {shared[0]}; the test set must be "
+            "unseen: pass a split of other patients"
+        )
+    view = holdout_view(ctx.dataset_dir, folder / "camus", ctx.holdout, seed=ctx.seed, train_split=ctx.train_split,
+                        eval_split=None)  # fmt: skip
+    return {"train_dir": str(view), "n_train_patients": len(train) - ctx.holdout, "n_holdout_patients": ctx.holdout,
+            "n_test_patients": len(test), "n_test_images": len(list_camus(ctx.test_dir, ctx.test_split))}  # fmt: skip
+
+
+def _training_summary(ckpt_dir: Path, seconds: float, batch_size: int) -> dict:
+    """Epochs, iterations and training images/s read from the newest resume checkpoint in `ckpt_dir`."""
+    path = latest_checkpoint(ckpt_dir)
+    if path is None:
+        return {"epochs": 0, "iterations": 0, "images_per_s": None}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    trainer = state.get("trainer", {})
+    iterations = int(trainer.get("iteration", 0))
+    epoch_length = int(trainer.get("epoch_length") or 1)
+    return {"epochs": iterations / epoch_length, "iterations": iterations,
+            "images_per_s": iterations * batch_size / seconds if seconds > 0 else None}  # fmt: skip
+
+
+def _require(path: Path, stage: str) -> str:
+    if not path.is_file():
+        raise MissingFileError(
+            f"stage {stage} finished without writing {path}: its time share ended before the first validated epoch; "
+            "raise --budget_minutes"
+        )
+    return str(path)
+
+
+def train_segmenter(ctx: StudyContext, folder: Path, dataset_dir: str, stage: str) -> dict:
+    """echo_pddpm_segmentation `train.json` on `dataset_dir` (training; best epoch on validation)."""
+    overrides = dict(ctx.settings["segmenter"])
+    start = time.perf_counter()
+    _run_bundle(ctx, folder, "segmenter", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
+                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes(stage), progress_bar=ctx.quiet,
+                **overrides)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return {"model": _require(folder / "models" / "model.pt", stage), "overrides": overrides,
+            **_training_summary(folder / "models", seconds, overrides.get("batch_size", 16))}  # fmt: skip
+
+
+def train_classifier(ctx: StudyContext, folder: Path, dataset_dir: str, stage: str) -> dict:
+    """echo_view_classification `train.json` on `dataset_dir` (training; best epoch on validation)."""
+    overrides = dict(ctx.settings["classifier"])
+    start = time.perf_counter()
+    _run_bundle(ctx, folder, "classifier", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
+                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes(stage), progress_bar=ctx.quiet,
+                **overrides)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return {"model": _require(folder / "models" / "model.pt", stage), "overrides": overrides,
+            **_training_summary(folder / "models", seconds, overrides.get("batch_size", 16))}  # fmt: skip
+
+
+def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str) -> dict:
+    """echo_ldm_generation `train_autoencoder.json`: the Gamma-VAE (best epoch by validation MSE)."""
+    overrides = {"model": ctx.settings["model"], "image_size": ctx.image_size, **ctx.settings["autoencoder"]}
+    start = time.perf_counter()
+    _run_bundle(ctx, folder, "autoencoder", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
+                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes("autoencoder"),
+                progress_bar=ctx.quiet, **overrides)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return {"model": _require(folder / "models" / "autoencoder.pt", "autoencoder"), "overrides": overrides,
+            **_training_summary(folder / "models" / "autoencoder_training", seconds, overrides.get("batch_size", 16))}
+
+
+def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencoder: str, segmenter: dict) -> dict:
+    """echo_ldm_generation `train_diffusion.json` on the trained Gamma-VAE, logging label fidelity with the
+    real-trained segmenter; the saved generator samples with the EMA weights."""
+    seg = segmenter["overrides"]
+    overrides = {"model": ctx.settings["model"], "image_size": ctx.image_size,
+                 "autoencoder_args": ctx.settings["autoencoder"].get("autoencoder_args", {}),
+                 **{k: v for k, v in ctx.settings["diffusion"].items()}}  # fmt: skip
+    if "paper_scale" in ctx.settings["autoencoder"]:
+        overrides.setdefault("paper_scale", ctx.settings["autoencoder"]["paper_scale"])
+    start = time.perf_counter()
+    _run_bundle(
+        ctx, folder, "diffusion", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
+        output_dir=str(folder / "eval"), autoencoder_path=autoencoder, time_limit_minutes=ctx.minutes("diffusion"),
+        progress_bar=ctx.quiet, fidelity_segmenter_path=segmenter["model"],
+        fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    model = ctx.settings["model"]
+    curve = folder / "eval" / "label_fidelity.json"
+    return {"model": _require(folder / "models" / f"generator_{model}.pt", "diffusion"), "overrides": overrides,
+            "label_fidelity_curve": json.loads(curve.read_text()) if curve.is_file() else [],
+            **_training_summary(folder / "models" / f"{model}_training", seconds, overrides.get("batch_size", 16))}
+
+
+def synthesize(ctx: StudyContext, folder: Path, source_dir: str, generator_path: str) -> dict:
+    """K augmented maps per map of the training view's training and validation (held-out patients) splits, one
+    image each, into a CAMUS folder whose splits mirror the source's."""
+    device = ctx.device or "cpu"
+    generator = load_generator(generator_path, map_location=device)
+    generate = generator_fn(generator, sampler=ctx.sampler, steps=ctx.steps, device=device)
+    summary = synthesize_dataset(
+        source_dir, folder / "camus", generate, split=["training", "validation"], k=ctx.k, seed=ctx.seed,
+        batch_size=32, augment=True, image_size=generator.image_size, progress=True,
+        info={**generate.info, "checkpoint": generator_path},
+    )  # fmt: skip
+    if not summary["complete"]:
+        raise MissingFileError(f"synthesis into {folder / 'camus'} did not complete")
+    return {"dataset_dir": str(folder / "camus"), "images": summary["cases"], "generated": summary["generated"],
+            "images_per_s": summary["images_per_s"], "seconds": summary["seconds"]}  # fmt: skip
+
+
+def _reference_size(dataset_dir: Path, split: str) -> list[int]:
+    """Grid of the first label map of the split: segmentations are scored there (native label grid)."""
+    from echodiff.data.camus import read_camus_array
+
+    label = list_camus(dataset_dir, split)[0]["label"]
+    return list(read_camus_array(label)[0].shape[-2:])
+
+
+def evaluate_segmenter(ctx: StudyContext, folder: Path, model: dict, name: str) -> dict:
+    """echo_pddpm_segmentation `evaluate.json` on the test split, Dice / Hausdorff on the native label grid."""
+    out = folder / name
+    seg = model["overrides"]
+    _run_bundle(ctx, out, "segmenter_eval", "evaluating", dataset_dir=str(ctx.test_dir), split=ctx.test_split,
+                ckpt_path=model["model"], output_dir=str(out), metric_size=_reference_size(ctx.test_dir, ctx.test_split),
+                **{k: seg[k] for k in ("image_size", "filters") if k in seg})  # fmt: skip
+    return json.loads((out / "segmentation_report.json").read_text())
+
+
+def evaluate_classifier(ctx: StudyContext, folder: Path, model: dict, name: str) -> dict:
+    """echo_view_classification `evaluate.json` on the test split: bootstrap accuracy."""
+    out = folder / name
+    _run_bundle(ctx, out, "classifier_eval", "evaluating", dataset_dir=str(ctx.test_dir), split=ctx.test_split,
+                ckpt_path=model["model"], output_dir=str(out), image_size=model["overrides"]["image_size"])
+    return json.loads((out / "bootstrap_accuracy.json").read_text())
+
+
+def test_maps(ctx: StudyContext, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(condition maps, real images) of `n` test frames spread over the test split, preprocessed by the generator
+    bundle's own validation transforms (never augmented)."""
+    root = Path(find_bundle_root(GENERATOR))
+    parser = ConfigParser()
+    parser.read_config([str(root / "configs" / "train_autoencoder.json")])
+    parser.update({"dataset_dir": str(ctx.test_dir), "val_split": ctx.test_split, "image_size": ctx.image_size,
+                   "num_workers": 0, "validate#dataset#_target_": "Dataset"})  # fmt: skip
+    parser["validate#dataset"].pop("num_workers", None)
+    parser["validate#dataset"].pop("cache_rate", None)
+    return fixed_condition_maps(parser.get_parsed_content("validate#dataset"), n)
+
+
+def _sample(generator: torch.nn.Module, cond: torch.Tensor, sampler: str, steps: int, seed: int,
+            batch_size: int = 32) -> tuple[torch.Tensor, int, float]:  # fmt: skip
+    """Images of `cond` (per-image seeds, batched), NFE per image and images/s."""
+    fn = generator_fn(generator, sampler=sampler, steps=steps, device=next(generator.parameters()).device)
+    images, start = [], time.perf_counter()
+    nfe = 0
+    for i in range(0, len(cond), batch_size):
+        batch, nfe = fn(cond[i : i + batch_size], [seed + j for j in range(i, min(i + batch_size, len(cond)))])
+        images.append(batch)
+    seconds = time.perf_counter() - start
+    return torch.cat(images), nfe, len(cond) / seconds
+
+
+def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, autoencoder_path: str,
+                       segmenter: dict) -> dict:  # fmt: skip
+    """Label fidelity on unaugmented test maps (the generator never saw them; nothing is selected on them) at the
+    study's sampler, against the step count (`STEP_GRID`), the Gamma-VAE ceiling and the sample grid."""
+    device = ctx.device or "cpu"
+    seg = segmenter["overrides"]
+    segmenter_net = load_bundle_network(SEGMENTER, segmenter["model"],
+                                        {k: seg[k] for k in ("image_size", "filters") if k in seg}).to(device)
+    generator = load_generator(generator_path, map_location=device).eval()
+    cond, real = test_maps(ctx, int(ctx.settings["fidelity_images"]))
+    images, nfe, images_per_s = _sample(generator, cond, ctx.sampler, ctx.steps, ctx.seed)
+    fidelity = label_fidelity(segmenter_net, images, cond)
+    rows = []
+    for sampler, grid in STEP_GRID.items():
+        for steps in grid:
+            generated, n, _ = _sample(generator, cond, sampler, steps, ctx.seed)
+            rows.append({"sampler": sampler, "steps": steps, "nfe": n,
+                         **label_fidelity(segmenter_net, generated, cond)})  # fmt: skip
+    ceiling = {}
+    if generator.autoencoder is not None:
+        sector = (cond > 0).float().to(device)
+        with torch.no_grad():
+            recon = generator.autoencoder.eval()(real.to(device), sector)[0].clamp(0, 1).cpu()
+        mse = float(torch.mean((recon - real) ** 2))
+        ceiling = {"psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))), **label_fidelity(segmenter_net, recon, cond)}
+    real_fidelity = label_fidelity(segmenter_net, real, cond)
+    n_grid = min(8, len(cond))
+    picks = np.linspace(0, len(cond) - 1, n_grid).round().astype(int)
+    cond_g, gen_g, real_g = cond[picks], images[picks], real[picks]
+    cond_view = label_overlay(cond_g, cond_g.float() / 4)  # the map itself: grey level per class, structures tinted
+    write_png(folder / "grid.png", image_grid([cond_view, gen_g, real_g]))
+    write_png(folder / "grid_public.png", image_grid([cond_view, gen_g]))
+    torch.save({"cond": cond, "generated": images}, folder / "samples.pt")
+    return {"label_fidelity": fidelity, "nfe": nfe, "images_per_s": images_per_s, "n_maps": len(cond),
+            "fidelity_vs_steps": rows, "autoencoder_ceiling": ceiling, "real_images_fidelity": real_fidelity}

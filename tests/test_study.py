@@ -1,0 +1,184 @@
+"""The study (echodiff.study): stage cache semantics, input checks, and tiny end-to-end runs on the phantom."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from echodiff.errors import ConfigValueError, MissingFileError
+from echodiff.study import check_budget, run_cached, run_study
+from echodiff.study import stages as study_stages
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# one epoch of everything, 4 maps scored: the smallest run that still exercises every stage
+TINY = {"segmenter": {"max_epochs": 1}, "classifier": {"max_epochs": 1}, "autoencoder": {"max_epochs": 1},
+        "diffusion": {"max_epochs": 2}, "fidelity_images": 4}  # fmt: skip
+REPORT_KEYS = {"budget_minutes", "hardware", "dataset_dir", "test_dir", "test_split", "image_size", "stages",
+               "generator", "fidelity_vs_steps", "segmentation", "view_classification"}  # fmt: skip
+
+
+def _tiny_overrides() -> dict:
+    return {k: v for k, v in TINY.items() if isinstance(v, dict)}
+
+
+def study(workdir: Path, dataset: Path, messages: list[str] | None = None, **kwargs) -> dict:
+    settings = dict(workdir=str(workdir), dataset_dir=str(dataset), test_dir=str(dataset), test_split="testing",
+                    budget_minutes=10, scale="tiny", k=1, overrides=_tiny_overrides())  # fmt: skip
+    settings.update(kwargs)
+    say = messages.append if messages is not None else (lambda _: None)
+    return run_study(**settings, say=say)
+
+
+# --- cache semantics ---------------------------------------------------------------------------------------------
+
+
+def _work(calls: list[str], value: int):
+    def work(folder: Path) -> dict:
+        calls.append(str(folder))
+        (folder / "model.pt").write_text(str(value))
+        return {"value": value}
+
+    return work
+
+
+def test_cached_stage_is_skipped_and_a_changed_key_reruns_it_naming_what_changed(tmp_path: Path) -> None:
+    calls, said = [], []
+    key = {"data": "a", "settings": {"lr": 1}, "upstream": {}}
+    assert run_cached(tmp_path / "s", "s", key, _work(calls, 1), say=said.append).result == {"value": 1}
+    record = run_cached(tmp_path / "s", "s", key, _work(calls, 2), say=said.append)
+    assert record.cached and record.result == {"value": 1} and len(calls) == 1
+    record = run_cached(tmp_path / "s", "s", {**key, "settings": {"lr": 2}}, _work(calls, 3), say=said.append)
+    assert not record.cached and record.result == {"value": 3} and len(calls) == 2
+    assert "settings changed since its last run: rerunning" in said[-1]
+
+
+def test_interrupted_stage_resumes_in_place_with_same_key_and_is_wiped_with_another(tmp_path: Path) -> None:
+    key, said = {"data": "a", "upstream": {}}, []
+
+    def killed(folder: Path) -> dict:
+        (folder / "checkpoint_epoch=1.pt").write_text("trained on data a")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cached(tmp_path / "s", "s", key, killed, say=said.append)
+    seen = []
+    run_cached(tmp_path / "s", "s", key, lambda f: {"files": seen.extend(p.name for p in f.iterdir()) or 0},
+               say=said.append)  # fmt: skip
+    assert "checkpoint_epoch=1.pt" in seen and "resuming" in said[-1]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cached(tmp_path / "t", "t", key, killed, say=said.append)
+    seen.clear()
+    run_cached(tmp_path / "t", "t", {**key, "data": "b"}, lambda f: {"n": seen.extend(p.name for p in f.iterdir())},
+               say=said.append)  # fmt: skip
+    assert "checkpoint_epoch=1.pt" not in seen and "discarded" in said[-1]
+
+
+def test_force_reruns_a_cached_stage(tmp_path: Path) -> None:
+    calls: list[str] = []
+    run_cached(tmp_path / "s", "s", {"a": 1}, _work(calls, 1), say=lambda _: None)
+    record = run_cached(tmp_path / "s", "s", {"a": 1}, _work(calls, 2), force=True, say=lambda _: None)
+    assert record.result == {"value": 2} and len(calls) == 2
+
+
+# --- bad inputs ----------------------------------------------------------------------------------------------------
+
+
+def test_budget_too_small_for_any_stage_is_refused() -> None:
+    with pytest.raises(ConfigValueError, match=r"--budget_minutes 1 is too small for any stage.*>= 5"):
+        check_budget(1)
+
+
+def test_test_split_sharing_patients_with_training_data_is_refused(tmp_path: Path, phantom_camus: Path) -> None:
+    with pytest.raises(ConfigValueError, match="shares 4 patients with the training data.*must be unseen"):
+        study(tmp_path / "w", phantom_camus, test_split="training", holdout=1)
+
+
+def test_test_folder_without_label_maps_is_refused(tmp_path: Path, phantom_camus: Path) -> None:
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(phantom_camus, unlabelled)
+    for label in (unlabelled / "database_nifti").rglob("*_gt.nii.gz"):
+        label.unlink()
+    with pytest.raises(MissingFileError, match=r"--test_dir .*unlabelled split 'testing': 8 of 8 images have no label"):
+        study(tmp_path / "w", phantom_camus, test_dir=str(unlabelled))
+
+
+def test_cli_prints_the_error_as_its_last_line_and_exits_1(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "pipeline.py"), "study", "--workdir", str(tmp_path),
+         "--budget_minutes", "1"], capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --budget_minutes 1 is too small for any stage")
+
+
+# --- end to end ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_every_stage_caches_reruns_on_changed_input_and_resumes(
+    tmp_path: Path, phantom_camus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "study"
+    dataset = tmp_path / "camus"
+    shutil.copytree(phantom_camus, dataset)
+
+    # 1. the diffusion stage is killed after its first epoch checkpoint
+    real_train_diffusion = study_stages.train_diffusion
+
+    def killed_after_one_epoch(ctx, folder, *args):
+        ctx.settings["diffusion"] = {**ctx.settings["diffusion"], "max_epochs": 1}
+        real_train_diffusion(ctx, folder, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_stages, "train_diffusion", killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        study(work, dataset)
+    assert (work / "diffusion" / "models" / "edm_l64_training" / "checkpoint_epoch=1.pt").is_file()
+    assert not (work / "diffusion" / "stage.json").exists()
+    monkeypatch.setattr(study_stages, "train_diffusion", real_train_diffusion)
+
+    # 2. restarted: the finished stages are reused, the killed one resumes from its checkpoint, the rest runs
+    said: list[str] = []
+    report = study(work, dataset, said)
+    assert any(m.startswith("[segmenter_real] cached") for m in said)
+    assert any(m.startswith("[diffusion] resuming an interrupted run") for m in said)
+    assert "Restored all variables from" in (work / "diffusion" / "log.txt").read_text()
+    assert json.loads((work / "diffusion" / "stage.json").read_text())["result"]["iterations"] > 0
+    written = json.loads((work / "report" / "report.json").read_text())
+    assert REPORT_KEYS <= set(written) and written == json.loads(json.dumps(written))
+    assert set(written["generator"]) >= {"model", "sampler", "steps", "nfe", "images_per_s", "train_minutes",
+                                         "label_fidelity"}  # fmt: skip
+    assert {(r["sampler"], r["steps"]) for r in written["fidelity_vs_steps"]} == {
+        (s, n) for s in ("heun", "dpmpp_2m") for n in (2, 3, 5, 10, 25)}
+    assert [r["nfe"] for r in written["fidelity_vs_steps"] if r["sampler"] == "heun"] == [3, 5, 9, 19, 49]
+    for source in ("real", "synthetic"):
+        assert written["segmentation"][source]["n_images"] == 8
+        assert 0 <= written["segmentation"][source]["dice_mean"] <= 100
+        assert written["view_classification"][source]["n_images"] == 8
+    for png in ("grid.png", "grid_public.png", "fidelity_vs_steps.png", "segmentation_dice.png"):
+        assert (work / "report" / png).is_file()
+    assert report["report"] == str(work / "report" / "report.json")
+    synthetic = Path(json.loads((work / "synthesis" / "stage.json").read_text())["result"]["dataset_dir"])
+    for split in ("training", "validation"):
+        assert (synthetic / "database_split" / f"subgroup_{split}.txt").read_text().split()
+
+    # 3. same inputs: every stage is reused
+    said.clear()
+    study(work, dataset, said)
+    assert all("cached" in m for m in said if m.startswith("[")) and len([m for m in said if "cached" in m]) == 10
+
+    # 4. a changed test split reruns only what reads it; changed synthesis settings rerun synthesis and downstream
+    split_file = dataset / "database_split" / "subgroup_testing.txt"
+    split_file.write_text(split_file.read_text().split()[0] + "\n")
+    said.clear()
+    report = study(work, dataset, said)
+    assert any(m.startswith("[data] test_data, settings changed") or m.startswith("[data] test_data changed")
+               for m in said)  # fmt: skip
+    assert any(m.startswith("[evaluation] upstream stages (data) changed") for m in said)
+    assert any(m.startswith("[diffusion] cached") for m in said)
+    assert json.loads((work / "report" / "report.json").read_text())["segmentation"]["real"]["n_images"] == 4
