@@ -153,3 +153,28 @@ def test_bootstrap_accuracy_saver_writes_json(tmp_path):
     assert result["split"] == "validation" and result["n_images"] == 4
     assert result["accuracy"] == 0.75
     assert abs(result["accuracy_mean"] - 0.75) < 0.05 and result["accuracy_std"] > 0
+
+
+def test_time_limit_cuts_the_running_epoch_so_its_end_handlers_still_run_then_stops():
+    import time
+
+    from echodiff.engines import stop_after
+
+    engine = Engine(lambda e, b: time.sleep(0.01))
+    ended_epochs, completed = [], []
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: ended_epochs.append((e.state.epoch, e.state.iteration)))
+    engine.add_event_handler(Events.COMPLETED, lambda e: completed.append(e.state.epoch))
+    limit = stop_after(engine, 0.25 / 60)  # 0.25 s; an epoch of 10 iterations takes 0.1 s
+    engine.run(range(10), max_epochs=100)
+    assert limit.stopped_early and completed == [ended_epochs[-1][0]]  # the cut epoch ended, then the run did
+    assert 2 <= len(ended_epochs) < 100
+    assert stop_after(Engine(lambda e, b: None), None) is None
+
+
+def test_time_limit_refuses_a_non_positive_budget():
+    import pytest
+    from echodiff.engines import TrainingTimeLimit
+    from echodiff.errors import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match="time_limit_minutes=0"):
+        TrainingTimeLimit(0)

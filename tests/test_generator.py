@@ -23,8 +23,10 @@ from echodiff.generation import (
     build_autoencoder,
     load_autoencoder,
     load_generator,
+    build_generator,
     save_autoencoder,
     save_generator,
+    with_denoiser,
 )
 from echodiff.losses import GammaVAELoss
 from echodiff.samplers import ChurnSpec
@@ -324,3 +326,31 @@ def test_one_generator_per_image_makes_stochastic_batches_equal_images_sampled_a
     assert not torch.allclose(other[2], batch[2], atol=1e-3)
     with pytest.raises(ShapeMismatchError, match="one per batch item"):
         generator.sample(cond, churn=churn, generator=[seeded(0)], **steps)
+
+
+def test_with_denoiser_samples_with_the_other_weights_and_shares_the_autoencoder():
+    import copy
+
+    generator = build("edm_l64").eval()
+    other = copy.deepcopy(generator.denoiser)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    twin = with_denoiser(generator, other)
+    assert twin.autoencoder is generator.autoencoder and twin.denoiser is other
+    cond = fan_condition_map()
+    a, _ = generator.sample(cond, steps=2, generator=torch.Generator().manual_seed(0))
+    b, _ = twin.sample(cond, steps=2, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(a, b)
+    with pytest.raises(ConfigValueError, match="denoiser is a Linear"):
+        with_denoiser(generator, torch.nn.Linear(1, 1))
+
+
+def test_loss_args_set_the_edm_noise_level_distribution_and_unknown_ones_are_refused():
+    generator = build_generator("edm", SIZE, network=TINY_NETWORK, loss={"P_mean": 0.5, "P_std": 0.1})
+    sigma = generator.loss.sample_sigma(4096, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert abs(float(sigma.log().mean()) - 0.5) < 0.01
+    with pytest.raises(ConfigKeyError, match="loss=.*does not fit the loss of model 'edm'"):
+        build_generator("edm", SIZE, network=TINY_NETWORK, loss={"P_median": 0.5})
+    with pytest.raises(ConfigValueError, match="trains with the DDPM eps loss"):
+        build_generator("sdm", SIZE, network=TINY_NETWORK, loss={"P_mean": 0.5})

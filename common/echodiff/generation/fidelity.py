@@ -10,6 +10,7 @@ ceiling any latent generator can reach through that autoencoder.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ DICE_KEYS = ("dice_lv_endo", "dice_lv_epi", "dice_la", "dice_mean")
 
 def segment(segmenter: nn.Module, images: Tensor, batch_size: int = 32) -> Tensor:
     """(B, 1, H, W) CAMUS labels predicted by `segmenter` (class scores out) for images in [0, 1]."""
-    device = next(segmenter.parameters()).device
+    device = next(itertools.chain(segmenter.parameters(), segmenter.buffers()), torch.empty(0)).device
     segmenter.eval()
     with torch.no_grad():
         out = [segmenter(images[i : i + batch_size].to(device)).argmax(1, keepdim=True).cpu()

@@ -32,6 +32,9 @@ MIN_STAGE_MINUTES = 0.25  # a training stage given less than this cannot finish 
 _SEGMENTER_CPU = {"image_size": [64, 64], "filters": [16, 32, 64, 128], "batch_size": 16, "learning_rate": 1e-3,
                   "max_epochs": 40, "num_workers": 0}  # fmt: skip
 _CLASSIFIER_CPU = {"image_size": [64, 64], "batch_size": 32, "max_epochs": 6, "num_workers": 0}
+# 4 latent channels, every one tied to the downsampled image from the first step ("loss#warmup_epochs": 0): during the
+# paper's 5-epoch warm-up an untied channel drifts to posterior means of 1e6, which the diffusion mapping
+# clamp(2 z - 1, -1, 1) destroys (measured: the generator then draws black sectors)
 _VAE_CPU = {"channels": [16, 32, 64], "num_res_blocks": 1, "norm_num_groups": 16, "latent_channels": 4,
             "attention_levels": [False, False, False]}  # fmt: skip
 
@@ -39,16 +42,17 @@ SCALES: dict[str, dict] = {
     "tiny": {
         "image_size": 32,
         "model": "edm_l64",
-        "segmenter": {"image_size": [32, 32], "filters": [8, 16, 32], "batch_size": 8, "learning_rate": 1e-3,
-                      "max_epochs": 3, "num_workers": 0},  # fmt: skip
-        "classifier": {"image_size": [32, 32], "batch_size": 8, "max_epochs": 2, "num_workers": 0},
+        "segmenter": {"image_size": [32, 32], "filters": [8, 16, 32], "batch_size": 8, "learning_rate": 3e-3,
+                      "max_epochs": 25, "num_workers": 0},  # fmt: skip
+        "classifier": {"image_size": [32, 32], "batch_size": 8, "max_epochs": 8, "num_workers": 0},
         "autoencoder": {"autoencoder_args": {"channels": [8, 16, 16], "num_res_blocks": 1, "norm_num_groups": 8,
                                              "latent_channels": 2, "attention_levels": [False, False, False]},
-                        "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 2, "num_workers": 0, "grid_interval": 100},
+                        "loss#warmup_epochs": 0,
+                        "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 10, "num_workers": 0, "grid_interval": 100},
         "diffusion": {"network_args": {"channels": [16, 32], "attention_levels": [False, False], "num_res_blocks": 1,
                                        "num_head_channels": 16, "norm_num_groups": 8, "spade_intermediate_channels": 8},
-                      "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 3, "num_workers": 0, "ema_warmup_iters": 10,
-                      "fidelity_interval": 1, "fidelity_images": 4, "grid_interval": 100},
+                      "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 20, "num_workers": 0, "ema_warmup_iters": 10,
+                      "ema_momentum": 0.05, "fidelity_interval": 5, "fidelity_images": 4, "grid_interval": 100},
         "fidelity_images": 8,
     },
     "cpu": {
@@ -57,7 +61,7 @@ SCALES: dict[str, dict] = {
         "segmenter": _SEGMENTER_CPU,
         "classifier": _CLASSIFIER_CPU,
         "autoencoder": {"autoencoder_args": _VAE_CPU, "batch_size": 16, "learning_rate": 1e-3, "max_epochs": 500,
-                        "num_workers": 0, "grid_interval": 10},  # fmt: skip
+                        "num_workers": 0, "grid_interval": 10, "loss#warmup_epochs": 0},  # fmt: skip
         "diffusion": {"network_args": {}, "batch_size": 32, "learning_rate": 1e-3, "max_epochs": 2000, "num_workers": 0,
                       "ema_momentum": 0.001, "ema_warmup_iters": 500, "fidelity_interval": 15, "fidelity_images": 32,
                       "grid_interval": 50},  # fmt: skip

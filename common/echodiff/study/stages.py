@@ -127,33 +127,27 @@ def bundle_config_files(kind: str) -> list[Path]:
 
 @contextlib.contextmanager
 def _output_to(log_file: Path | None) -> Iterator[None]:
-    """With a `log_file`: print() output, warnings and MONAI's own stdout loggers go to that file (progress bars on
-    stderr stay on the terminal); without: nothing changes."""
+    """With a `log_file`: print() output, warnings and the stdout handlers of MONAI's own loggers (`get_logger`) go to
+    that file, progress bars (stderr) stay on the terminal; without: nothing changes."""
     if log_file is None:
         yield
         return
-    own = [lg for lg in logging.root.manager.loggerDict.values()
-           if isinstance(lg, logging.Logger) and not lg.propagate and lg.handlers]  # fmt: skip
-    levels = [lg.level for lg in own]
     with open(log_file, "a") as out, contextlib.redirect_stdout(out), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for lg in own:
-            lg.setLevel(logging.WARNING)
+        _move_handlers(sys.__stdout__, out)
         try:
             yield
         finally:
-            for lg, level in zip(own, levels):
-                lg.setLevel(level)
-            _detach_stream(out)
+            _move_handlers(out, sys.__stdout__)
 
 
-def _detach_stream(stream: Any) -> None:
-    """Point every logging handler created on `stream` (MONAI's get_logger captures sys.stdout) back to stdout
-    before `stream` closes."""
+def _move_handlers(old: Any, new: Any) -> None:
+    """Point every logging StreamHandler writing to `old` at `new` (MONAI's get_logger binds sys.stdout at creation;
+    while this runs under redirect_stdout, sys.stdout is still the log file, hence the explicit streams)."""
     for lg in [logging.root, *logging.root.manager.loggerDict.values()]:
         for handler in getattr(lg, "handlers", []):
-            if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
-                handler.setStream(sys.stdout)
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
 
 
 def _run_bundle(ctx: StudyContext, folder: Path, kind: str, run_id: str, **overrides: Any) -> None:
