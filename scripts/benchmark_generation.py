@@ -34,7 +34,7 @@ import fire
 import torch
 from echodiff.data.conditioning import N_CONDITION_CLASSES, condition_map
 from echodiff.data.phantom import phantom_frame
-from echodiff.errors import ConfigKeyError, ConfigValueError
+from echodiff.errors import ConfigKeyError, ConfigValueError, run_cli
 from echodiff.generation import GENERATOR_MODELS, LATENT_MODELS, LabelToImageGenerator, build_generator
 from echodiff.io import atomic_write
 from echodiff.networks import Preconditioner
@@ -375,4 +375,4 @@ def target_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    fire.Fire(benchmark, serialize=lambda rows: None)  # the table is printed and the rows are in `out`
+    run_cli(lambda: fire.Fire(benchmark, serialize=lambda rows: None))  # the table is printed, the rows are in `out`

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import fire
+from echodiff.errors import run_cli
 import numpy as np
 import torch
 from echodiff.bundle import find_bundle_root
@@ -229,4 +230,4 @@ def study(
 
 
 if __name__ == "__main__":
-    fire.Fire(study)
+    run_cli(lambda: fire.Fire(study))

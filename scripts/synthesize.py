@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import fire
+from echodiff.errors import run_cli
 import torch
 import torch.distributed as dist
 from echodiff.generation.generator import load_generator
@@ -69,4 +70,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_cli(lambda: fire.Fire(main))

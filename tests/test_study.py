@@ -160,6 +160,10 @@ def test_tiny_study_runs_every_stage_caches_reruns_on_changed_input_and_resumes(
         assert written["segmentation"][source]["n_images"] == 8
         assert 0 <= written["segmentation"][source]["dice_mean"] <= 100
         assert written["view_classification"][source]["n_images"] == 8
+    assert 0 <= written["autoencoder_ceiling"]["latent_clipped_fraction"] <= 1
+    curve = json.loads((work / "diffusion" / "eval" / "label_fidelity.json").read_text())
+    assert curve and curve[-1]["epoch"] == 2 and set(curve[-1]) >= {"dice_mean", "iteration", "nfe"}
+    assert any((work / "diffusion" / "eval" / "tensorboard").iterdir())
     for png in ("grid.png", "grid_public.png", "fidelity_vs_steps.png", "segmentation_dice.png"):
         assert (work / "report" / png).is_file()
     assert report["report"] == str(work / "report" / "report.json")

@@ -166,6 +166,9 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         _table([{"input": "Gamma-VAE reconstruction", **report["autoencoder_ceiling"]},
                 {"input": "real image", **report["real_images_fidelity"]}], ["input", "psnr", *DICE_KEYS]),
         "",
+        f"Share of in-sector Gamma-VAE latents clipped by the diffusion mapping (z > 1): "
+        f"{_fmt(report['autoencoder_ceiling'].get('latent_clipped_fraction'), 4)}",
+        "",
         "Label fidelity against sampler steps:",
         "",
         _table(report["fidelity_vs_steps"], ["sampler", "steps", "nfe", "dice_mean"]),

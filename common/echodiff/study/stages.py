@@ -386,10 +386,15 @@ def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, aut
     ceiling = {}
     if generator.autoencoder is not None:
         sector = (cond > 0).float().to(device)
+        vae = generator.autoencoder.eval()
         with torch.no_grad():
-            recon = generator.autoencoder.eval()(real.to(device), sector)[0].clamp(0, 1).cpu()
+            recon = vae(real.to(device), sector)[0].clamp(0, 1).cpu()
+            z = vae.posterior_mean(*vae.encode(real.to(device)))
+            inside = vae.latent_mask(sector).expand_as(z) > 0
         mse = float(torch.mean((recon - real) ** 2))
-        ceiling = {"psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))), **label_fidelity(segmenter_net, recon, cond)}
+        ceiling = {"psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))), **label_fidelity(segmenter_net, recon, cond),
+                   # share of in-sector latents that the diffusion mapping clamp(2 z - 1, -1, 1) clips (z > 1)
+                   "latent_clipped_fraction": float((z[inside] > 1).float().mean())}  # fmt: skip
     real_fidelity = label_fidelity(segmenter_net, real, cond)
     n_grid = min(8, len(cond))
     picks = np.linspace(0, len(cond) - 1, n_grid).round().astype(int)
