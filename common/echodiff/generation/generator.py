@@ -1,7 +1,7 @@
 """Label-to-image generator (Stojanovski et al. 2024): condition map (0..4) -> echo image in [0, 1], plus checkpoints.
 
 Diffusion space: pixels x = 2 image - 1 in [-1, 1], or the Gamma-VAE latent `encode_for_diffusion(image, sector) *
-latent_scale` (posterior mean mapped to clamp(2 z - 1, -1, 1), ALGORITHMS.md section 1). `latent_scale` = 1.0 is the
+latent_scale` (posterior mean mapped to clamp(2 z - 1, -1, 1), Stojanovski et al. 2024, Gamma-VAE section). `latent_scale` = 1.0 is the
 paper's fixed mapping (a standardising 1 / std is not used: EDM's sigma_data = 0.5 already matches a [-1, 1] latent);
 it is a config value stored in the generator checkpoint. Generated images are zero outside the sector (class 0).
 

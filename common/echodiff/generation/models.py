@@ -1,4 +1,4 @@
-"""The six label-to-image generators compared by Stojanovski et al. 2024 (ALGORITHMS.md section 2), built from MONAI parts.
+"""The six label-to-image generators compared by Stojanovski et al. 2024 (their Table 1), built from MONAI parts.
 
 | model      | space            | formulation (training / sampling)                         | denoiser grid |
 |------------|------------------|-----------------------------------------------------------|---------------|

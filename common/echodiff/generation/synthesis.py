@@ -1,7 +1,7 @@
 """Synthetic datasets from augmented label maps, written in the CAMUS layout (issue echo_ldm_generation, section 4).
 
 Stojanovski et al. 2024 train downstream models on images generated from the training label maps, each augmented
-K = 5 times (ALGORITHMS.md section 6). From a CAMUS-layout folder, every frame of one split gives its conditioning
+K = 5 times (their data-generation section). From a CAMUS-layout folder, every frame of one split gives its conditioning
 map (sector + labels, `condition_map`), resized by nearest neighbour to the generator's size, K augmented copies
 (`RandLabelMapAugmentd`, seeded per copy) and one generated image per copy. Output folder:
 

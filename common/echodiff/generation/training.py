@@ -41,7 +41,7 @@ def unwrap(network: nn.Module) -> nn.Module:
 
 
 def _autocast(engine: Engine) -> contextlib.AbstractContextManager:
-    """bf16 autocast when the engine runs with `amp` on CUDA (DESIGN.md: mixed precision on CUDA only)."""
+    """bf16 autocast when the engine runs with `amp` on CUDA (mixed precision on CUDA only; CPU runs stay float32)."""
     device = torch.device(engine.state.device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(engine.amp) and device.type == "cuda")
 

@@ -1,4 +1,4 @@
-"""Training objective of the Gamma-VAE (Stojanovski et al. 2024; ALGORITHMS.md section 1)."""
+"""Training objective of the Gamma-VAE (Stojanovski et al. 2024, Gamma-VAE section)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Gamma-prior variational autoencoder ("Gamma-VAE") of Stojanovski et al. 2024 (ALGORITHMS.md section 1)."""
+"""Gamma-prior variational autoencoder ("Gamma-VAE") of Stojanovski et al. 2024, "Efficient Semantic Diffusion
+Architectures for Model Training on Synthetic Echocardiograms", Gamma-VAE section."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch.distributions import Gamma
 from echodiff.errors import ShapeMismatchError
 
 MIN_PARAMETER = 1e-6  # added to concentration and rate so that Gamma(k, r) is always defined
-MIN_LATENT = 1e-7  # floor of a latent mapped back from [-1, 1] before decoding (ALGORITHMS.md section 1)
+MIN_LATENT = 1e-7  # floor of a latent mapped back from [-1, 1] before decoding (Stojanovski et al. 2024)
 
 
 class GammaVAE(nn.Module):

@@ -82,6 +82,7 @@ def run_study(
     train_split: str = "training",
     budget_minutes: float = 120.0,
     scale: str | None = None,
+    paper_scale: bool = False,
     holdout: int | None = None,
     k: int = 5,
     sampler: str = "heun",
@@ -102,6 +103,7 @@ def run_study(
             must share no patient with `train_split` of `dataset_dir`.
         budget_minutes: wall-clock minutes; training stages get `BUDGET_SHARES` of it and stop at their share.
         scale: "tiny", "cpu" or "paper" (`echodiff.study.recipes.SCALES`); default "tiny" on the phantom, else "cpu".
+        paper_scale: the same as scale="paper" (the paper's networks at 256 px; meant for `device="cuda"`).
         holdout: training patients held out for model selection (default 10 %, at least 1).
         k: augmented label maps (one image each) per training map in the synthesis.
         sampler / steps: how the generator synthesises (e.g. heun 5 = 9 network calls per image).
@@ -111,6 +113,7 @@ def run_study(
             3e-4}}.
     """
     check_budget(budget_minutes)
+    scale = "paper" if paper_scale else scale
     if sampler not in SAMPLERS:
         raise ConfigKeyError(f"--sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     forced = _forced(force)
@@ -160,9 +163,9 @@ def run_study(
                                                               "device": device}}  # fmt: skip
 
     seg_real = stage("segmenter_real", training_key("segmenter", "segmenter_real", settings["segmenter"]),
-                     lambda f: stages.train_segmenter(ctx, f, train_dir, "segmenter_real"))
+                     lambda f: stages.train_downstream(ctx, f, train_dir, "segmenter_real", "segmenter"))
     cls_real = stage("classifier_real", training_key("classifier", "classifier_real", settings["classifier"]),
-                     lambda f: stages.train_classifier(ctx, f, train_dir, "classifier_real"))
+                     lambda f: stages.train_downstream(ctx, f, train_dir, "classifier_real", "classifier"))
     generator_settings = {"model": settings["model"], "image_size": settings["image_size"]}
     vae = stage("autoencoder", training_key("autoencoder", "autoencoder",
                                             {**generator_settings, **settings["autoencoder"]}),
@@ -177,9 +180,11 @@ def run_study(
                       lambda f: stages.synthesize(ctx, f, train_dir, diffusion["model"]), ["diffusion"])
     synthetic_dir = synthesis["dataset_dir"]
     seg_syn = stage("segmenter_synthetic", training_key("segmenter", "segmenter_synthetic", settings["segmenter"]),
-                    lambda f: stages.train_segmenter(ctx, f, synthetic_dir, "segmenter_synthetic"), ["synthesis"])
+                    lambda f: stages.train_downstream(ctx, f, synthetic_dir, "segmenter_synthetic", "segmenter"),
+                    ["synthesis"])
     cls_syn = stage("classifier_synthetic", training_key("classifier", "classifier_synthetic", settings["classifier"]),
-                    lambda f: stages.train_classifier(ctx, f, synthetic_dir, "classifier_synthetic"), ["synthesis"])
+                    lambda f: stages.train_downstream(ctx, f, synthetic_dir, "classifier_synthetic", "classifier"),
+                    ["synthesis"])
 
     def evaluate(folder: Path) -> dict:
         return {

@@ -236,23 +236,12 @@ def _require(path: Path, stage: str) -> str:
     return str(path)
 
 
-def train_segmenter(ctx: StudyContext, folder: Path, dataset_dir: str, stage: str) -> dict:
-    """echo_pddpm_segmentation `train.json` on `dataset_dir` (training; best epoch on validation)."""
-    overrides = dict(ctx.settings["segmenter"])
+def train_downstream(ctx: StudyContext, folder: Path, dataset_dir: str, stage: str, kind: str) -> dict:
+    """The `kind` ("segmenter": echo_pddpm_segmentation, "classifier": echo_view_classification) `train.json` on
+    `dataset_dir`: training split, best epoch on the validation split, within the stage's share of the budget."""
+    overrides = dict(ctx.settings[kind])
     start = time.perf_counter()
-    _run_bundle(ctx, folder, "segmenter", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes(stage), progress_bar=ctx.quiet,
-                **overrides)  # fmt: skip
-    seconds = time.perf_counter() - start
-    return {"model": _require(folder / "models" / "model.pt", stage), "overrides": overrides,
-            **_training_summary(folder / "models", seconds, overrides.get("batch_size", 16))}  # fmt: skip
-
-
-def train_classifier(ctx: StudyContext, folder: Path, dataset_dir: str, stage: str) -> dict:
-    """echo_view_classification `train.json` on `dataset_dir` (training; best epoch on validation)."""
-    overrides = dict(ctx.settings["classifier"])
-    start = time.perf_counter()
-    _run_bundle(ctx, folder, "classifier", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
+    _run_bundle(ctx, folder, kind, "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
                 output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes(stage), progress_bar=ctx.quiet,
                 **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
