@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from echodiff.errors import ConfigValueError, MissingFileError
+from echodiff.errors import ConfigKeyError, ConfigValueError, MissingFileError
 from echodiff.study import check_budget, run_cached, run_study
+from echodiff.study.recipes import budget_shares, scale_settings
 from echodiff.study import stages as study_stages
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +89,19 @@ def test_force_reruns_a_cached_stage(tmp_path: Path) -> None:
 # --- bad inputs ----------------------------------------------------------------------------------------------------
 
 
+def test_pixel_generator_gets_the_autoencoder_minutes_and_each_model_its_own_diffusion_recipe() -> None:
+    latent, pixel = budget_shares("edm_l64"), budget_shares("edm")
+    assert "autoencoder" in latent and "autoencoder" not in pixel
+    assert pixel["diffusion"] == pytest.approx(latent["diffusion"] + latent["autoencoder"])
+    assert sum(pixel.values()) == pytest.approx(sum(latent.values()))
+    assert scale_settings("cpu")["model"] == "edm"
+    assert scale_settings("cpu")["diffusion"]["network_args"]["channels"] == [16, 32, 64]
+    assert scale_settings("cpu", "edm_l64")["diffusion"]["network_args"] == {}
+    assert "diffusion_per_model" not in scale_settings("cpu")
+    with pytest.raises(ConfigKeyError, match="--model 'edm_l32'; expected one of"):
+        scale_settings("cpu", "edm_l32")
+
+
 def test_budget_too_small_for_any_stage_is_refused() -> None:
     with pytest.raises(ConfigValueError, match=r"--budget_minutes 1 is too small for any stage.*>= 5"):
         check_budget(1)
@@ -137,14 +151,14 @@ def test_tiny_study_runs_every_stage_caches_reruns_on_changed_input_and_resumes(
 
     monkeypatch.setattr(study_stages, "train_diffusion", killed_after_one_epoch)
     with pytest.raises(KeyboardInterrupt):
-        study(work, dataset)
+        study(work, dataset, model="edm_l64")
     assert (work / "diffusion" / "models" / "edm_l64_training" / "checkpoint_epoch=1.pt").is_file()
     assert not (work / "diffusion" / "stage.json").exists()
     monkeypatch.setattr(study_stages, "train_diffusion", real_train_diffusion)
 
     # 2. restarted: the finished stages are reused, the killed one resumes from its checkpoint, the rest runs
     said: list[str] = []
-    report = study(work, dataset, said)
+    report = study(work, dataset, said, model="edm_l64")
     assert any(m.startswith("[segmenter_real] cached") for m in said)
     assert any(m.startswith("[diffusion] resuming an interrupted run") for m in said)
     assert "Restored all variables from" in (work / "diffusion" / "log.txt").read_text()
@@ -173,16 +187,32 @@ def test_tiny_study_runs_every_stage_caches_reruns_on_changed_input_and_resumes(
 
     # 3. same inputs: every stage is reused
     said.clear()
-    study(work, dataset, said)
+    study(work, dataset, said, model="edm_l64")
     assert all("cached" in m for m in said if m.startswith("[")) and len([m for m in said if "cached" in m]) == 10
 
     # 4. a changed test split reruns only what reads it; changed synthesis settings rerun synthesis and downstream
     split_file = dataset / "database_split" / "subgroup_testing.txt"
     split_file.write_text(split_file.read_text().split()[0] + "\n")
     said.clear()
-    report = study(work, dataset, said)
+    report = study(work, dataset, said, model="edm_l64")
     assert any(m.startswith("[data] test_data, settings changed") or m.startswith("[data] test_data changed")
                for m in said)  # fmt: skip
     assert any(m.startswith("[evaluation] upstream stages (data) changed") for m in said)
     assert any(m.startswith("[diffusion] cached") for m in said)
     assert json.loads((work / "report" / "report.json").read_text())["segmentation"]["real"]["n_images"] == 4
+
+
+@pytest.mark.slow
+def test_tiny_study_with_the_default_pixel_generator_skips_the_autoencoder_and_gives_diffusion_its_minutes(
+    tmp_path: Path, phantom_camus: Path
+) -> None:
+    said: list[str] = []
+    study(tmp_path / "study", phantom_camus, said)
+    written = json.loads((tmp_path / "study" / "report" / "report.json").read_text())
+    assert written["generator"]["model"] == "edm"
+    assert "autoencoder" not in written["stages"] and not (tmp_path / "study" / "autoencoder").exists()
+    assert not any(m.startswith("== autoencoder") for m in said)
+    assert written["autoencoder_ceiling"] == {}
+    assert written["settings"]["shares"]["diffusion"] == pytest.approx(0.48)
+    assert 0 <= written["generator"]["label_fidelity"]["dice_mean"] <= 100
+    assert "Reference: the real test images" in (tmp_path / "study" / "report" / "report.md").read_text()

@@ -14,43 +14,20 @@ and, once finished, `stage.json` (fingerprint, key, result, seconds). On the nex
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from echodiff.fingerprints import file_digest, files_digest, fingerprint
 from echodiff.io import atomic_write
 
 __all__ = ["StageRecord", "file_digest", "files_digest", "fingerprint", "run_cached"]
 
 STARTED, DONE = "started.json", "stage.json"
-
-
-def fingerprint(key: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of `key`."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of one file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def files_digest(paths: Iterable[str | Path], root: str | Path | None = None) -> str:
-    """SHA-256 over (name relative to `root`, content digest) of every file, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        name = str(path.relative_to(root)) if root is not None else path.name
-        digest.update(f"{name}\0{file_digest(path)}\n".encode())
-    return digest.hexdigest()
 
 
 @dataclass

@@ -4,8 +4,9 @@ Each entry is what the study passes to a bundle's own config (`python -m monai.b
 else: the same runs can be repeated by hand. Three scales:
 
 - `tiny`: the built-in phantom (README's main command, the test suite): 32 px, few-channel networks, 1-3 epochs.
-- `cpu`: a 2-core CPU at 64 px (the recipe measured in docs/study/camus224_cpu); see `docs/study/README.md` for the
-  table of what was tried.
+- `cpu`: a 2-core CPU at 64 px (the recipe measured in docs/study/camus224_cpu): pixel-space EDM, which beat the
+  latent EDM-L64 at this scale (the Gamma-VAE is the bottleneck); see `docs/study/README.md` for the table of what was
+  tried. `--model edm_l64` runs the latent recipe.
 - `paper`: the paper's networks and 256 px (`--paper_scale true`, meant for a GPU: `--device cuda`).
 
 Training stages run until their share of `--budget_minutes` is spent (`time_limit_minutes`) or `max_epochs`.
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["BUDGET_SHARES", "MIN_STAGE_MINUTES", "SCALES", "scale_settings"]
+__all__ = ["BUDGET_SHARES", "MIN_STAGE_MINUTES", "SCALES", "budget_shares", "scale_settings"]
 
-# fraction of --budget_minutes given to each training stage; the rest (about a quarter) covers data loading,
-# synthesis, evaluation and the report, whose cost does not depend on the budget
+# fraction of --budget_minutes given to each training stage of a latent generator; the rest (about a quarter) covers
+# data loading, synthesis, evaluation and the report, whose cost does not depend on the budget
 BUDGET_SHARES = {
     "segmenter_real": 0.10,
     "classifier_real": 0.05,
@@ -28,6 +29,20 @@ BUDGET_SHARES = {
     "classifier_synthetic": 0.05,
 }
 MIN_STAGE_MINUTES = 0.25  # a training stage given less than this cannot finish one validated epoch on any data
+
+
+
+def budget_shares(model: str) -> dict[str, float]:
+    """`BUDGET_SHARES` for a latent model; a pixel-space model has no autoencoder stage and its diffusion stage gets
+    the autoencoder's share too (the generator's minutes stay the same)."""
+    from echodiff.generation.models import LATENT_MODELS
+
+    if model in LATENT_MODELS:
+        return dict(BUDGET_SHARES)
+    shares = {k: v for k, v in BUDGET_SHARES.items() if k != "autoencoder"}
+    shares["diffusion"] = BUDGET_SHARES["diffusion"] + BUDGET_SHARES["autoencoder"]
+    return shares
+
 
 _SEGMENTER_CPU = {"image_size": [64, 64], "filters": [16, 32, 64, 128], "batch_size": 16, "learning_rate": 1e-3,
                   "max_epochs": 40, "num_workers": 0}  # fmt: skip
@@ -41,7 +56,7 @@ _VAE_CPU = {"channels": [16, 32, 64], "num_res_blocks": 1, "norm_num_groups": 16
 SCALES: dict[str, dict] = {
     "tiny": {
         "image_size": 32,
-        "model": "edm_l64",
+        "model": "edm",
         "segmenter": {"image_size": [32, 32], "filters": [8, 16, 32], "batch_size": 8, "learning_rate": 3e-3,
                       "max_epochs": 25, "num_workers": 0},  # fmt: skip
         "classifier": {"image_size": [32, 32], "batch_size": 8, "max_epochs": 8, "num_workers": 0},
@@ -57,14 +72,22 @@ SCALES: dict[str, dict] = {
     },
     "cpu": {
         "image_size": 64,
-        "model": "edm_l64",
+        "model": "edm",
         "segmenter": _SEGMENTER_CPU,
         "classifier": _CLASSIFIER_CPU,
         "autoencoder": {"autoencoder_args": _VAE_CPU, "batch_size": 16, "learning_rate": 1e-3, "max_epochs": 500,
                         "num_workers": 0, "grid_interval": 10, "loss#warmup_epochs": 0},  # fmt: skip
-        "diffusion": {"network_args": {}, "batch_size": 32, "learning_rate": 1e-3, "max_epochs": 2000, "num_workers": 0,
-                      "ema_momentum": 0.001, "ema_warmup_iters": 500, "fidelity_interval": 15, "fidelity_images": 32,
-                      "grid_interval": 50},  # fmt: skip
+        "diffusion": {"learning_rate": 1e-3, "max_epochs": 2000, "num_workers": 0, "ema_momentum": 0.001,
+                      "ema_warmup_iters": 500, "fidelity_images": 32, "fidelity_sampler": "dpmpp_2m",
+                      "fidelity_steps": 10},  # fmt: skip
+        # pixel EDM: a 3-level UNet 16-32-64 (attention at 16 x 16) on the 64 px image; latent EDM: the default small
+        # UNet on the 16 x 16 latent
+        "diffusion_per_model": {
+            "edm": {"network_args": {"channels": [16, 32, 64], "attention_levels": [False, False, True],
+                                     "num_head_channels": 32, "norm_num_groups": 16},
+                    "batch_size": 16, "fidelity_interval": 10, "grid_interval": 20},  # fmt: skip
+            "edm_l64": {"network_args": {}, "batch_size": 32, "fidelity_interval": 15, "grid_interval": 50},
+        },
         "fidelity_images": 200,
     },
     "paper": {
@@ -79,10 +102,19 @@ SCALES: dict[str, dict] = {
 }
 
 
-def scale_settings(scale: str) -> dict:
-    """A deep copy of `SCALES[scale]`."""
+def scale_settings(scale: str, model: str | None = None) -> dict:
+    """A deep copy of `SCALES[scale]` for generator `model` (default: the scale's): its "diffusion" settings are the
+    scale's `diffusion_per_model[model]` updated with the shared "diffusion" ones."""
     from echodiff.errors import ConfigKeyError
+    from echodiff.generation.models import GENERATOR_MODELS
 
     if scale not in SCALES:
         raise ConfigKeyError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
-    return copy.deepcopy(SCALES[scale])
+    settings = copy.deepcopy(SCALES[scale])
+    if model is not None:
+        if model not in GENERATOR_MODELS:
+            raise ConfigKeyError(f"--model {model!r}; expected one of {', '.join(GENERATOR_MODELS)}")
+        settings["model"] = model
+    per_model = settings.pop("diffusion_per_model", {})
+    settings["diffusion"] = {**per_model.get(settings["model"], {}), **settings["diffusion"]}
+    return settings

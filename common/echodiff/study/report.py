@@ -3,8 +3,8 @@
 report.json: budget_minutes, hardware, dataset_dir, test_dir, test_split, image_size, stages (name -> seconds),
 generator (model, sampler, steps, nfe, images_per_s, train_minutes, label_fidelity), fidelity_vs_steps (rows sampler,
 steps, nfe, dice_mean), segmentation (real / synthetic: dice_lv_endo, dice_lv_epi, dice_la, dice_mean, hd_lv_endo,
-n_images), view_classification (real / synthetic: accuracy_mean, accuracy_std, n_images), plus autoencoder_ceiling,
-label_fidelity_curve, fingerprints and settings. Dice x 100; Hausdorff in pixels of the test label grid.
+n_images), view_classification (real / synthetic: accuracy_mean, accuracy_std, n_images), plus autoencoder_ceiling
+(empty for a pixel-space generator), label_fidelity_curve, fingerprints and settings. Dice x 100; Hausdorff in pixels of the test label grid.
 """
 
 from __future__ import annotations
@@ -90,12 +90,33 @@ def _figures(folder: Path, report: dict) -> list[str]:
     return written
 
 
+def _reference_section(report: Mapping) -> list[str]:
+    """Markdown lines: label fidelity of the real test images (reference) and, for a latent generator, of the
+    Gamma-VAE's reconstructions (its ceiling) with the share of latents the diffusion mapping clips."""
+    ceiling = report["autoencoder_ceiling"]
+    if not ceiling:
+        return ["Reference: the real test images through the same segmenter:", "",
+                _table([{"input": "real image", **report["real_images_fidelity"]}], ["input", *DICE_KEYS]), ""]
+    return [
+        "Ceiling and reference: the Gamma-VAE's reconstructions of the real test images, and the real images "
+        "themselves, through the same segmenter:",
+        "",
+        _table([{"input": "Gamma-VAE reconstruction", **ceiling}, {"input": "real image", **report["real_images_fidelity"]}],
+               ["input", "psnr", *DICE_KEYS]),
+        "",
+        "Share of in-sector Gamma-VAE latents clipped by the diffusion mapping (z > 1): "
+        f"{_fmt(ceiling.get('latent_clipped_fraction'), 4)}",
+        "",
+    ]  # fmt: skip
+
+
 def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: Mapping) -> dict:
     """Write report.json, report.md and the figures to `folder`; returns {"report", "markdown_table", ...}."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     generator_eval = evaluation["generator"]
-    diffusion, vae = records["diffusion"].result, records["autoencoder"].result
+    diffusion = records["diffusion"].result
+    vae = records["autoencoder"].result if "autoencoder" in records else {}  # pixel-space generators have none
     report = {
         **{key: context[key] for key in ("budget_minutes", "hardware", "dataset_dir", "test_dir", "test_split",
                                          "image_size")},
@@ -106,7 +127,7 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
             "model": context["settings"]["model"], "sampler": context["sampler"], "steps": context["steps"],
             "nfe": generator_eval["nfe"], "images_per_s": generator_eval["images_per_s"],
             "synthesis_images_per_s": records["synthesis"].result["images_per_s"],
-            "train_minutes": (records["autoencoder"].seconds + records["diffusion"].seconds) / 60,
+            "train_minutes": sum(records[s].seconds for s in ("autoencoder", "diffusion") if s in records) / 60,
             "label_fidelity": generator_eval["label_fidelity"], "n_maps": generator_eval["n_maps"],
             "autoencoder_iterations": vae.get("iterations"), "diffusion_iterations": diffusion.get("iterations"),
         },
@@ -160,15 +181,7 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         "",
         _table([gen["label_fidelity"]], list(DICE_KEYS)),
         "",
-        "Ceiling and reference: the Gamma-VAE's reconstructions of the real test images, and the real images "
-        "themselves, through the same segmenter:",
-        "",
-        _table([{"input": "Gamma-VAE reconstruction", **report["autoencoder_ceiling"]},
-                {"input": "real image", **report["real_images_fidelity"]}], ["input", "psnr", *DICE_KEYS]),
-        "",
-        f"Share of in-sector Gamma-VAE latents clipped by the diffusion mapping (z > 1): "
-        f"{_fmt(report['autoencoder_ceiling'].get('latent_clipped_fraction'), 4)}",
-        "",
+        *_reference_section(report),
         "Label fidelity against sampler steps:",
         "",
         _table(report["fidelity_vs_steps"], ["sampler", "steps", "nfe", "dice_mean"]),

@@ -6,7 +6,7 @@ user runs by hand) and returns a small JSON-able result; `echodiff.study.run` ch
 | `data`                 | checks, `holdout_view`                          | training view: train minus held-out      |
 | `segmenter_real`       | echo_pddpm_segmentation `train.json`            | real-trained segmenter                   |
 | `classifier_real`      | echo_view_classification `train.json`           | real-trained view classifier             |
-| `autoencoder`          | echo_ldm_generation `train_autoencoder.json`    | Gamma-VAE                                |
+| `autoencoder`          | echo_ldm_generation `train_autoencoder.json`    | Gamma-VAE (latent generators only)       |
 | `diffusion`            | `train_autoencoder.json` + `train_diffusion.json` | generator (EMA), label-fidelity curve  |
 | `synthesis`            | `echodiff.generation.synthesize_dataset`        | synthetic CAMUS folder (train + val)     |
 | `segmenter_synthetic`  | echo_pddpm_segmentation `train.json`            | synthetic-only segmenter                 |
@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,8 @@ from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
 from echodiff.generation.generator import load_generator
 from echodiff.generation.grids import image_grid, label_overlay, write_png
 from echodiff.generation.synthesis import generator_fn, synthesize_dataset
-from echodiff.study.cache import files_digest
 
-__all__ = ["BUNDLE_CONFIGS", "StudyContext", "bundle_config_files", "data_digest"]
+__all__ = ["BUNDLE_CONFIGS", "StudyContext", "bundle_config_files"]
 
 SEGMENTER, CLASSIFIER, GENERATOR = "echo_pddpm_segmentation", "echo_view_classification", "echo_ldm_generation"
 BUNDLE_CONFIGS = {
@@ -166,19 +165,6 @@ def _run_bundle(ctx: StudyContext, folder: Path, kind: str, run_id: str, **overr
         )
 
 
-def data_digest(dataset_dir: str | Path, splits: Sequence[str]) -> str:
-    """Content digest of the split files and every image / label file of `splits` in `dataset_dir`."""
-    root = Path(dataset_dir)
-    paths: list[Path] = []
-    for split in splits:
-        for item in list_camus(root, split, require_label=False):
-            paths += [Path(item["image"])] + ([Path(item["label"])] if "label" in item else [])
-        split_file = root / "database_split" / f"subgroup_{split}.txt"
-        if split_file.is_file():
-            paths.append(split_file)
-    return files_digest(paths, root)
-
-
 def _patients(dataset_dir: Path, split: str) -> list[str]:
     return list(dict.fromkeys(item["patient"] for item in list_camus(dataset_dir, split, require_label=False)))
 
@@ -261,19 +247,23 @@ def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str) -> dict
             **_training_summary(folder / "models" / "autoencoder_training", seconds, overrides.get("batch_size", 16))}
 
 
-def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencoder: str, segmenter: dict) -> dict:
-    """echo_ldm_generation `train_diffusion.json` on the trained Gamma-VAE, logging label fidelity with the
-    real-trained segmenter; the saved generator samples with the EMA weights."""
+def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencoder: str | None,
+                    segmenter: dict) -> dict:  # fmt: skip
+    """echo_ldm_generation `train_diffusion.json` (on the trained Gamma-VAE `autoencoder` for a latent model; None for a
+    pixel model), logging label fidelity with the real-trained segmenter; the saved generator samples with the EMA
+    weights."""
     seg = segmenter["overrides"]
     overrides = {"model": ctx.settings["model"], "image_size": ctx.image_size,
-                 "autoencoder_args": ctx.settings["autoencoder"].get("autoencoder_args", {}),
                  **{k: v for k, v in ctx.settings["diffusion"].items()}}  # fmt: skip
-    if "paper_scale" in ctx.settings["autoencoder"]:
-        overrides.setdefault("paper_scale", ctx.settings["autoencoder"]["paper_scale"])
+    if autoencoder is not None:
+        overrides = {"autoencoder_args": ctx.settings["autoencoder"].get("autoencoder_args", {}),
+                     "autoencoder_path": autoencoder, **overrides}  # fmt: skip
+        if "paper_scale" in ctx.settings["autoencoder"]:
+            overrides.setdefault("paper_scale", ctx.settings["autoencoder"]["paper_scale"])
     start = time.perf_counter()
     _run_bundle(
         ctx, folder, "diffusion", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-        output_dir=str(folder / "eval"), autoencoder_path=autoencoder, time_limit_minutes=ctx.minutes("diffusion"),
+        output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes("diffusion"),
         progress_bar=ctx.quiet, fidelity_segmenter_path=segmenter["model"],
         fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides,
     )  # fmt: skip
@@ -354,10 +344,10 @@ def _sample(generator: torch.nn.Module, cond: torch.Tensor, sampler: str, steps:
     return torch.cat(images), nfe, len(cond) / seconds
 
 
-def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, autoencoder_path: str,
-                       segmenter: dict) -> dict:  # fmt: skip
+def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, segmenter: dict) -> dict:
     """Label fidelity on unaugmented test maps (the generator never saw them; nothing is selected on them) at the
-    study's sampler, against the step count (`STEP_GRID`), the Gamma-VAE ceiling and the sample grid."""
+    study's sampler, against the step count (`STEP_GRID`), the Gamma-VAE ceiling (latent models) and the sample
+    grid."""
     device = ctx.device or "cpu"
     seg = segmenter["overrides"]
     segmenter_net = load_bundle_network(SEGMENTER, segmenter["model"],
