@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from echodiff.engines import BestMetricState, BootstrapAccuracySaver, latest_checkpoint, resume_handlers
+from echodiff.engines import CheckedCheckpointLoader
+from echodiff.errors import ConfigValueError, CorruptFileError, MissingFileError, ShapeMismatchError
 from ignite.engine import Engine, Events
 from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
@@ -51,6 +54,48 @@ def test_restarted_training_continues_from_last_epoch(tmp_path):
     assert epochs_run == [3]
     assert torch.equal(start_weights[0], weights_after_two)
     assert resume_handlers(tmp_path, {"model": net2}, enabled=False) == []
+
+
+def _run_with_inputs(ckpt_dir, max_epochs: int, inputs: dict, resume: bool = True):
+    trainer, net, opt = _trainer(max_epochs)
+    load = {"model": net, "optimizer": opt, "trainer": trainer}
+    for handler in resume_handlers(ckpt_dir, load, resume, inputs=inputs):
+        handler.attach(trainer)
+    CheckpointSaver(str(ckpt_dir), load, save_interval=1, n_saved=None, epoch_level=True).attach(trainer)
+    epochs = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
+    trainer.run()
+    return epochs
+
+
+def test_resume_with_other_inputs_is_refused_naming_what_differs_and_resume_false_starts_over(tmp_path):
+    inputs = {"data": "digest-a", "network": torch.nn.Linear(3, 1), "image_size": 64}
+    assert _run_with_inputs(tmp_path, 2, inputs) == [1, 2]
+    assert _run_with_inputs(tmp_path, 3, dict(inputs)) == [3]  # same inputs: resumes, more epochs allowed
+    for changed in ({"data": "digest-b"}, {"image_size": 96}, {"network": torch.nn.Linear(3, 2)}):
+        name = next(iter(changed))
+        with pytest.raises(ConfigValueError, match=rf"other inputs \({name} differ\).*--resume false"):
+            _run_with_inputs(tmp_path, 4, {**inputs, **changed})
+    assert _run_with_inputs(tmp_path, 2, {**inputs, "data": "digest-b"}, resume=False) == [1, 2]
+    assert sorted(p.name for p in tmp_path.glob("*checkpoint_epoch=*")) == ["checkpoint_epoch=1.pt",
+                                                                            "checkpoint_epoch=2.pt"]  # fmt: skip
+    assert _run_with_inputs(tmp_path, 3, {**inputs, "data": "digest-b"}) == [3]
+
+
+def test_checkpoints_without_a_record_of_their_inputs_are_not_resumed(tmp_path):
+    assert _run_with_inputs(tmp_path, 1, {"data": "a"}) == [1]
+    (tmp_path / "run_inputs.json").unlink()
+    with pytest.raises(ConfigValueError, match="no record of the inputs they were made from"):
+        _run_with_inputs(tmp_path, 2, {"data": "a"})
+
+
+def test_resumed_run_with_nothing_left_says_so_and_fewer_epochs_is_a_clear_error(tmp_path, caplog):
+    assert _run_with_inputs(tmp_path, 2, {"data": "a"}) == [1, 2]
+    with caplog.at_level("WARNING"):
+        assert _run_with_inputs(tmp_path, 2, {"data": "a"}) == []
+    assert "nothing left to train (raise --max_epochs to continue)" in caplog.text
+    with pytest.raises(ConfigValueError, match="has trained 2 epochs, more than max_epochs=1"):
+        _run_with_inputs(tmp_path, 1, {"data": "a"})
 
 
 def _scheduled_trainer(max_epochs: int):
@@ -172,9 +217,26 @@ def test_time_limit_cuts_the_running_epoch_so_its_end_handlers_still_run_then_st
 
 
 def test_time_limit_refuses_a_non_positive_budget():
-    import pytest
     from echodiff.engines import TrainingTimeLimit
-    from echodiff.errors import ConfigValueError
 
     with pytest.raises(ConfigValueError, match="time_limit_minutes=0"):
         TrainingTimeLimit(0)
+
+
+def test_checked_checkpoint_loader_names_a_missing_garbage_or_misfit_file(tmp_path):
+    trainer, net, _ = _trainer(max_epochs=1)
+    missing = tmp_path / "model.pt"
+    with pytest.raises(MissingFileError, match=f"model checkpoint {missing} does not exist; train one with"):
+        CheckedCheckpointLoader(str(missing), {"model": net})(trainer)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CorruptFileError, match=f"{garbage} cannot be read as a torch checkpoint") as caught:
+        CheckedCheckpointLoader(str(garbage), {"model": net})(trainer)
+    assert "weights_only" not in str(caught.value)
+    other = tmp_path / "other.pt"
+    torch.save({"model": torch.nn.Linear(3, 2).state_dict()}, other)
+    with pytest.raises(ShapeMismatchError, match=f"{other} does not fit the network of this config"):
+        CheckedCheckpointLoader(str(other), {"model": net})(trainer)
+    good = tmp_path / "good.pt"
+    torch.save({"model": torch.nn.Linear(3, 1).state_dict()}, good)
+    CheckedCheckpointLoader(str(good), {"model": net})(trainer)

@@ -80,6 +80,17 @@ def test_sample_grid_saver_writes_a_grid_every_interval_epochs_with_a_fixed_seed
     assert generator.training  # the handler restores the training mode
 
 
+def test_the_last_epoch_gets_its_grid_when_the_interval_exceeds_max_epochs_or_does_not_divide_it(tmp_path):
+    generator = build("edm")
+    dataset = [{"image": torch.zeros(1, SIZE, SIZE), "cond": c} for c in fan_condition_map(1)]
+    for max_epochs, expected in ((3, ["samples_epoch=3.png"]), (5, ["samples_epoch=4.png", "samples_epoch=5.png"])):
+        out = tmp_path / str(max_epochs)
+        trainer = _trainer(generator)
+        SampleGridSaver(dataset, out, num_images=1, interval=4, steps=1).attach(trainer)
+        trainer.run([0], max_epochs=max_epochs)
+        assert sorted(p.name for p in out.iterdir()) == expected
+
+
 def test_reconstruction_grid_saver_writes_image_and_reconstruction_columns(tmp_path):
     torch.manual_seed(0)
     cond = fan_condition_map(2)

@@ -1,7 +1,8 @@
 """echodiff: shared library behind the echodiff MONAI bundles for 2D echocardiography.
 
 Subpackages load on first attribute access, so bundle configs need only `"$import echodiff"` and can then name
-`echodiff.data.views.view_classification_items` and the like.
+`echodiff.data.views.view_classification_items` and the like. Importing echodiff installs
+`echodiff.errors.install_excepthook`: an uncaught bad-input error ends the output with its one-line message.
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _SUBPACKAGES = (
     "bundle", "data", "engines", "errors", "generation", "inferers", "losses", "metrics", "networks", "samplers", "schedulers",
     "study",
 )
+
+
+from echodiff.errors import install_excepthook  # noqa: E402
+
+install_excepthook()  # a bad input run through `python -m monai.bundle run` ends with our one-line message
 
 
 def __getattr__(name: str) -> ModuleType:

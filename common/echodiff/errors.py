@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 
 class EchoDataError(ValueError):
@@ -54,14 +56,54 @@ def user_error(error: BaseException) -> EchoDataError | None:
     return None
 
 
+def exit_with_error(error: BaseException | str) -> NoReturn:
+    """Print "error: <message>" as the last line of the output (a multi-line message: its last line) and end the
+    process with exit code 1.
+
+    The process ends with `os._exit` after flushing the logs and streams, skipping interpreter finalization: data-loading
+    worker threads (MONAI's CacheDataset fills its cache in a thread pool) may still be inside torch when a bad file
+    stops the run, and finalization ends such threads with pthread_exit, whose unwinding through a C++ noexcept frame
+    aborts the process ("terminate called without an active exception", exit code 134).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    *details, last = str(error).splitlines() or [""]
+    print("\n".join([*details, f"error: {last}"]), file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def _user_error_hook(previous: Callable) -> Callable:
+    def hook(kind: type[BaseException], error: BaseException, traceback: object) -> None:
+        found = user_error(error)
+        if found is None or os.environ.get("ECHODIFF_TRACEBACK") == "1":
+            previous(kind, error, traceback)
+            return
+        exit_with_error(found)
+
+    hook.echodiff_user_errors = True  # type: ignore[attr-defined]
+    return hook
+
+
+def install_excepthook() -> None:
+    """Make an uncaught echodiff bad-input error, also one that MONAI's config parser or ignite re-raised as its own,
+    end the output with its one-line message (exit code 1, the interpreter's for any uncaught exception).
+
+    Installed when echodiff is imported, so it covers `python -m monai.bundle run ...` with our configs. Any other
+    exception keeps its traceback (the previous hook runs); ECHODIFF_TRACEBACK=1 shows ours in full too. Idempotent.
+    """
+    if not getattr(sys.excepthook, "echodiff_user_errors", False):
+        sys.excepthook = _user_error_hook(sys.excepthook)
+
+
 def run_cli(main: Callable[[], object]) -> None:
     """Run a command-line entry point: a bad input (EchoDataError, also when wrapped by MONAI's config parser) ends
-    with its one-line message on stderr and exit code 1; ECHODIFF_TRACEBACK=1 shows the full traceback instead."""
+    with its one-line message on stderr and exit code 1 (`exit_with_error`); ECHODIFF_TRACEBACK=1 shows the full
+    traceback instead."""
     try:
         main()
     except Exception as error:  # noqa: BLE001 - only user errors are caught, the rest is re-raised
         found = user_error(error)
         if found is None or os.environ.get("ECHODIFF_TRACEBACK") == "1":
             raise
-        print(f"error: {found}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_with_error(found)

@@ -128,7 +128,8 @@ def _split_patients(root: Path, split: str, nifti: bool) -> list[str]:
     present = sorted(p.name for p in split_file.parent.glob("subgroup_*.txt")) if split_file.parent.is_dir() else []
     raise MissingFileError(
         f"split file {split_file} does not exist (split files present: {', '.join(present) or 'none'}); "
-        f"write it with write_split_file() or use split='all'."
+        f"write it (one patient id per line), or name an existing split on the command line (--train_split, "
+        f"--val_split or --split; 'all' takes every patient folder)."
     )
 
 

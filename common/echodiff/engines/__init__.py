@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from .checkpoints import BestMetricState, ResumeCheckpointLoader, latest_checkpoint, resume_handlers
-from .classification_report import BootstrapAccuracySaver
+from .checkpoints import (
+    BestMetricState,
+    CheckedCheckpointLoader,
+    ResumeCheckpointLoader,
+    guard_resume,
+    latest_checkpoint,
+    resume_handlers,
+)
+from .classification_report import BootstrapAccuracySaver, HeaderCSVSaver
 from .diffusion_segmentation import MaskDiffusionPrepareBatch
 from .run_controls import TrainingTimeLimit, progress_bar, stop_after
 from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
@@ -12,6 +19,8 @@ from .segmentation_writer import SegmentationSaver
 __all__ = [
     "BestMetricState",
     "BootstrapAccuracySaver",
+    "CheckedCheckpointLoader",
+    "HeaderCSVSaver",
     "CamusMeanDice",
     "MaskDiffusionPrepareBatch",
     "ResumeCheckpointLoader",
@@ -19,6 +28,7 @@ __all__ = [
     "SegmentationSaver",
     "TrainingTimeLimit",
     "camus_scores",
+    "guard_resume",
     "latest_checkpoint",
     "progress_bar",
     "resume_handlers",

@@ -1,16 +1,24 @@
-"""Resumable training: find the newest interval checkpoint that MONAI's CheckpointSaver wrote and reload it."""
+"""Resumable training: find the newest interval checkpoint that MONAI's CheckpointSaver wrote and reload it, but only
+into a run started with the same inputs (`guard_resume`)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine
 from monai.engines import Evaluator
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from torch.optim.lr_scheduler import LRScheduler
+
+from echodiff.errors import ConfigValueError, ShapeMismatchError
+from echodiff.io import atomic_write_json, read_torch_file
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 # what an LR scheduler's state_dict holds about its progress; every other entry defines the schedule itself
@@ -24,6 +32,33 @@ def latest_checkpoint(ckpt_dir: str | Path) -> str | None:
     paths = Path(ckpt_dir).glob("*checkpoint_epoch=*.pt")
     found = [(int(m.group(1)), p) for p in paths if (m := _EPOCH.search(p.name))]
     return str(max(found)[1]) if found else None
+
+
+class CheckedCheckpointLoader(CheckpointLoader):
+    """MONAI's CheckpointLoader whose failures name the file and what was expected: a missing file
+    (`MissingFileError`), one that is not a torch checkpoint (`CorruptFileError`), or one whose weights do not fit the
+    network built from the config (`ShapeMismatchError`: e.g. trained with other `filters` or classes).
+
+    `name` / `hint` say what the file should be and how to get one (defaults: a model checkpoint of this bundle's
+    training, `--ckpt_path`)."""
+
+    def __init__(self, load_path: str, load_dict: dict, *args: Any, name: str = "model checkpoint",
+                 hint: str = "train one with this bundle's configs/train.json or point --ckpt_path at one",
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(load_path, load_dict, *args, **kwargs)
+        self.name, self.hint = name, hint
+
+    def __call__(self, engine: Engine) -> None:
+        read_torch_file(self.load_path, self.name, self.hint)
+        try:
+            super().__call__(engine)
+        except RuntimeError as error:
+            if "state_dict" not in str(error):
+                raise
+            raise ShapeMismatchError(
+                f"{self.load_path} does not fit the network of this config ({str(error).splitlines()[0]}); expected a "
+                f"{self.name} trained with the same network settings (e.g. filters, image_size, number of classes)"
+            ) from error
 
 
 class ResumeCheckpointLoader(CheckpointLoader):
@@ -43,12 +78,24 @@ class ResumeCheckpointLoader(CheckpointLoader):
         if absent:  # a checkpoint written before the best score was saved: resume without it
             self.logger.warning(f"{self.load_path} holds no {absent}; the best validation score restarts empty.")
             self.load_dict = {k: v for k, v in full.items() if k not in absent}
+        max_epochs = engine.state.max_epochs
         try:
             super().__call__(engine)
+        except ValueError as error:
+            if "in checkpoint is larger than" not in str(error):
+                raise
+            raise ConfigValueError(
+                f"{self.load_path} has trained {engine.state.epoch} epochs, more than max_epochs={max_epochs}; raise "
+                "--max_epochs to continue, or start over with --resume false"
+            ) from error
         finally:
             self.load_dict = full
         for name, schedule in schedules.items():
             self.load_dict[name].__dict__.update(schedule)
+        state = engine.state
+        if state.max_epochs is not None and state.epoch >= state.max_epochs:
+            self.logger.warning(f"{self.load_path}: {state.epoch} of max_epochs={state.max_epochs} epochs already "
+                                "trained; nothing left to train (raise --max_epochs to continue)")  # fmt: skip
 
 
 class BestMetricState:
@@ -74,9 +121,63 @@ class BestMetricState:
             saver.load_state_dict(saved)
 
 
-def resume_handlers(ckpt_dir: str | Path, load_dict: dict, enabled: bool = True) -> list[CheckpointLoader]:
+RUN_INPUTS_FILE = "run_inputs.json"
+
+
+def _described(inputs: Mapping[str, Any]) -> dict[str, str]:
+    """Each input as a short stable text: a network by the SHA-256 of its printed architecture, the rest by value."""
+    import echodiff
+
+    described = {"code": f"echodiff {echodiff.__version__}"}
+    for name, value in inputs.items():
+        text = repr(value) if isinstance(value, torch.nn.Module) else json.dumps(value, sort_keys=True, default=str)
+        described[name] = text if len(text) <= 200 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return described
+
+
+def _interval_checkpoints(ckpt_dir: Path) -> list[Path]:
+    return [p for p in ckpt_dir.glob("*checkpoint_epoch=*.pt") if _EPOCH.search(p.name)]
+
+
+def guard_resume(ckpt_dir: str | Path, inputs: Mapping[str, Any], resume: bool = True) -> bool:
+    """Whether a run may resume from the interval checkpoints in `ckpt_dir`, given what it is started with.
+
+    `inputs` names what changes the result (e.g. {"data": camus_digest(...), "network": network, "image_size": 64});
+    the echodiff version is added. They are recorded in `<ckpt_dir>/run_inputs.json` when a run starts afresh. A run
+    with checkpoints made from other (or unrecorded) inputs is refused with a `ConfigValueError` naming what differs and
+    how to start over: `--resume false` (its interval checkpoints are then deleted, so none is ever picked up later)
+    or another checkpoint folder.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    record = ckpt_dir / RUN_INPUTS_FILE
+    current = _described(inputs)
+    existing = _interval_checkpoints(ckpt_dir)
+    if resume and existing:
+        saved = json.loads(record.read_text()) if record.is_file() else None
+        if saved == current:
+            return True
+        differ = "no record of the inputs they were made from" if saved is None else (
+            ", ".join(sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))) + " differ")
+        raise ConfigValueError(
+            f"{ckpt_dir} holds checkpoints of a run started with other inputs ({differ}); resume it with the same "
+            f"inputs, or start over with --resume false (deletes its interval checkpoints) or another checkpoint folder"
+        )  # fmt: skip
+    for path in existing:
+        path.unlink()
+    atomic_write_json(record, current)
+    return False
+
+
+def resume_handlers(
+    ckpt_dir: str | Path, load_dict: dict, enabled: bool = True, inputs: Mapping[str, Any] | None = None
+) -> list[CheckpointLoader]:
     """A `ResumeCheckpointLoader` for the newest interval checkpoint in `ckpt_dir` (empty list when none or disabled),
-    so a killed training run restarted with the same config continues from its last finished epoch."""
+    so a killed training run restarted with the same config continues from its last finished epoch.
+
+    With `inputs` (what the run is started with, see `guard_resume`) a run never resumes from checkpoints made from
+    other data or settings: it is refused, and `enabled=False` starts over cleanly."""
+    if inputs is not None:
+        enabled = guard_resume(ckpt_dir, inputs, enabled)
     path = latest_checkpoint(ckpt_dir) if enabled else None
     if path is None:
         return []

@@ -1,11 +1,15 @@
-"""Evaluator handler: per-image correctness -> bootstrap accuracy (generator paper protocol), printed and saved as JSON."""
+"""Evaluator outputs of the view classifier: bootstrap accuracy (generator paper protocol), printed and saved as JSON;
+predictions as CSV with a header row."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from ignite.engine import Engine
+from monai.data import CSVSaver
 
 from echodiff.engines.run_report import RunReport
 from echodiff.io import atomic_write_json
@@ -56,3 +60,18 @@ class BootstrapAccuracySaver(RunReport):
         atomic_write_json(self.output_file, result)
         self.logger.info("bootstrap accuracy %s -> %s", json.dumps(result), self.output_file)
         print(json.dumps(result, indent=2))
+
+
+class HeaderCSVSaver(CSVSaver):
+    """MONAI's CSVSaver (one row per image: file name, then the values) with a header row, so the file reads by column
+    name, e.g. ``header=("image", "p_2CH", "p_4CH")`` for the view classifier's predictions.csv."""
+
+    def __init__(self, header: Sequence[str], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header = list(header)
+
+    def finalize(self) -> None:
+        if not self._filepath.exists() or self._filepath.stat().st_size == 0:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._filepath.write_text(self.delimiter.join(self.header) + "\n")
+        super().finalize()

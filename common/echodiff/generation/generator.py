@@ -30,10 +30,9 @@ from echodiff.errors import (
     CorruptFileError,
     EchoDataError,
     LabelValueError,
-    MissingFileError,
     ShapeMismatchError,
 )
-from echodiff.io import atomic_write
+from echodiff.io import atomic_write, read_torch_file
 from echodiff.losses import EDMLoss, VELoss, VPLoss
 from echodiff.losses.edm_loss import DenoisingLoss
 from echodiff.networks import EDMPrecond, GammaVAE, Preconditioner, VEPrecond, VPPrecond
@@ -446,14 +445,7 @@ def save_autoencoder(
 def _read_checkpoint(path: str | Path, expected: str, map_location: str | torch.device = "cpu") -> dict:
     """The checkpoint dict at `path` after checking it is a file of format `expected` with all its fields."""
     path, name = Path(path), _CHECKPOINT_NAMES[expected]
-    if not path.is_file():
-        raise MissingFileError(f"{name} checkpoint {path} does not exist; {_CHECKPOINT_HINTS[expected]}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle, zip and torch raise many unrelated types for foreign or damaged files
-        raise CorruptFileError(
-            f"{path} cannot be read as a torch checkpoint ({type(err).__name__}: {err}); expected a {name} checkpoint"
-        ) from err
+    checkpoint = read_torch_file(path, f"{name} checkpoint", _CHECKPOINT_HINTS[expected], map_location)
     found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
     if found != expected:
         if found in _CHECKPOINT_NAMES:

@@ -87,7 +87,7 @@ def write_reconstruction_grid(path: str | Path, images: Tensor, reconstructions:
 
 
 class _EpochGridSaver:
-    """Every `interval` trainer epochs, a grid of the first `num_images` items of `dataset` to
+    """Every `interval` trainer epochs and after the last one, a grid of the first `num_images` items of `dataset` to
     `<output_dir>/<prefix>_epoch=<N>.png`, drawn in eval mode with `network` (default: the trainer's)."""
 
     prefix = "grid"
@@ -104,11 +104,19 @@ class _EpochGridSaver:
     ) -> None:
         self.dataset, self.output_dir, self.num_images, self.interval = dataset, Path(output_dir), num_images, interval
         self.image_key, self.cond_key, self.network = image_key, cond_key, network
+        self._written_epoch = 0
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+        engine.add_event_handler(Events.COMPLETED, self._final)
+
+    def _final(self, engine: Engine) -> None:
+        """The last epoch's grid, also when `interval` exceeds max_epochs or a time limit ended the run early."""
+        if engine.state.epoch and engine.state.epoch != self._written_epoch:
+            self(engine)
 
     def __call__(self, engine: Engine) -> None:
+        self._written_epoch = engine.state.epoch
         items = [self.dataset[i] for i in range(min(self.num_images, len(self.dataset)))]
         device = engine.state.device
         images, cond = (

@@ -1,0 +1,121 @@
+"""Bad inputs as a user meets them: through `python -m monai.bundle run` in a subprocess, through our scripts, and the
+up-front dataset check. Each ends with one readable line naming the file and exit code 1, never an abort (134)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from echodiff.data.check import camus_problems, check_camus
+from echodiff.errors import EchoDataError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PATIENT = "patient0001"  # a training patient of the phantom
+
+
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})  # fmt: skip
+
+
+def _train(bundle: str, dataset: Path, tmp_path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    root = REPO_ROOT / "bundles" / bundle
+    return _run("-m", "monai.bundle", "run", "training", "--config_file", str(root / "configs" / "train.json"),
+                "--bundle_root", str(root), "--dataset_dir", str(dataset), "--ckpt_dir", str(tmp_path / "models"),
+                "--output_dir", str(tmp_path / "eval"), "--max_epochs", "1", "--image_size", "[32,32]", env=env)  # fmt: skip
+
+
+def _file(dataset: Path, name: str) -> Path:
+    return dataset / "database_nifti" / PATIENT / f"{PATIENT}_{name}.nii.gz"
+
+
+def _label_seven(dataset: Path) -> Path:
+    path = _file(dataset, "2CH_ED_gt")
+    image = nib.load(path)
+    array = np.asarray(image.dataobj).copy()
+    array[array == 1] = 7
+    nib.save(nib.Nifti1Image(array, image.affine, image.header), path)
+    return path
+
+
+def _truncated(dataset: Path) -> Path:
+    path = _file(dataset, "4CH_ES")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _other_size(dataset: Path) -> Path:
+    path = _file(dataset, "4CH_ED_gt")
+    image = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:-5].copy(), image.affine), path)
+    return path
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, phantom_camus: Path) -> Path:
+    copy = tmp_path / "camus"
+    shutil.copytree(phantom_camus, copy)
+    return copy
+
+
+def _last_line(result: subprocess.CompletedProcess) -> str:
+    return (result.stdout + result.stderr).strip().splitlines()[-1]
+
+
+def test_missing_dataset_under_monai_bundle_run_ends_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = _train("echo_view_classification", tmp_path / "nowhere", tmp_path)
+    assert result.returncode == 1
+    assert _last_line(result) == f"error: CAMUS dataset folder {tmp_path / 'nowhere'} does not exist."
+    assert "Traceback" not in result.stderr and "ConfigExpression" not in result.stderr
+
+
+def test_echodiff_traceback_1_shows_the_whole_chain(tmp_path: Path) -> None:
+    result = _train("echo_view_classification", tmp_path / "nowhere", tmp_path, env={"ECHODIFF_TRACEBACK": "1"})
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "MissingFileError" in result.stderr
+
+
+def test_errors_that_are_not_ours_keep_their_traceback(tmp_path: Path, phantom_camus: Path) -> None:
+    root = REPO_ROOT / "bundles" / "echo_view_classification"
+    result = _run("-m", "monai.bundle", "run", "no_such_workflow", "--config_file", str(root / "configs" / "train.json"),
+                  "--bundle_root", str(root), "--dataset_dir", str(phantom_camus))  # fmt: skip
+    assert result.returncode == 1 and "Traceback" in result.stderr and not _last_line(result).startswith("error:")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corrupt", [_label_seven, _truncated, _other_size], ids=["label_7", "truncated", "other_size"])
+def test_corrupt_training_file_exits_1_naming_it_never_aborts(corrupt, dataset: Path, tmp_path: Path) -> None:
+    bad = corrupt(dataset)
+    result = _train("echo_pddpm_segmentation", dataset, tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "terminate called" not in result.stderr
+    assert _last_line(result).startswith("error: ") and str(bad) in _last_line(result)
+
+
+def test_dataset_check_reports_every_bad_file_at_once(dataset: Path) -> None:
+    bad = [_label_seven(dataset), _truncated(dataset), _other_size(dataset)]
+    split = dataset / "database_split" / "subgroup_validation.txt"
+    split.write_text(split.read_text() + "patient0999\n")
+    n_files, problems = camus_problems(dataset)
+    assert len(problems) == 4 and n_files > 0
+    for path in bad:
+        assert sum(str(path) in p for p in problems) == 1
+    assert any("patient0999" in p for p in problems)
+    with pytest.raises(EchoDataError, match=r"\n4 problem\(s\) in .*: the files listed above; fix or remove them$"):
+        check_camus(dataset)
+
+
+def test_check_dataset_script_exit_codes(dataset: Path) -> None:
+    ok = _run("scripts/check_dataset.py", "--dataset_dir", str(dataset))
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("no problems")
+    bad = _label_seven(dataset)
+    failed = _run("scripts/check_dataset.py", "--dataset_dir", str(dataset), "--splits", "training")
+    assert failed.returncode == 1 and str(bad) in failed.stderr
+    assert _last_line(failed).startswith(f"error: 1 problem(s) in {dataset}")
