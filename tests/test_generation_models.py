@@ -143,7 +143,7 @@ def _attention_resolutions(network: dict, grid: int) -> list[int]:
 
 
 def test_paper_scale_sizes_follow_the_paper():
-    """ALGORITHMS.md section 2, "Paper-scale network sizes", at 256 x 256 images."""
+    """The paper-scale sizes of echodiff.generation.models, at 256 x 256 images."""
     sdm = PAPER_SCALE_NETWORKS["sdm"]["network"]
     assert list(sdm["channels"]) == [256 * m for m in (1, 1, 2, 2, 4, 4)] and sdm["num_res_blocks"] == 2
     assert _attention_resolutions(sdm, 256) == [32, 16, 8] and sdm["num_head_channels"] == 64

@@ -84,8 +84,9 @@ def test_echodiff_traceback_1_shows_the_whole_chain(tmp_path: Path) -> None:
 
 def test_errors_that_are_not_ours_keep_their_traceback(tmp_path: Path, phantom_camus: Path) -> None:
     root = REPO_ROOT / "bundles" / "echo_view_classification"
-    result = _run("-m", "monai.bundle", "run", "no_such_workflow", "--config_file", str(root / "configs" / "train.json"),
-                  "--bundle_root", str(root), "--dataset_dir", str(phantom_camus))  # fmt: skip
+    config = str(root / "configs" / "train.json")
+    result = _run("-m", "monai.bundle", "run", "no_such_workflow", "--config_file", config, "--bundle_root", str(root),
+                  "--dataset_dir", str(phantom_camus))  # fmt: skip
     assert result.returncode == 1 and "Traceback" in result.stderr and not _last_line(result).startswith("error:")
 
 

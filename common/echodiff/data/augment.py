@@ -1,4 +1,4 @@
-"""Label-map augmentation for dataset synthesis (ALGORITHMS.md section 6): random affine, then elastic deformation.
+"""Label-map augmentation for dataset synthesis (Stojanovski et al. 2024; docs/methods.md section 4): random affine, then elastic deformation.
 
 Defaults follow the generator paper: rotation +-5 degrees, translation <= 5 % of the size, scale 0.8-1.05,
 shear 5 degrees, then an elastic deformation from a 10 x 10 grid of control points with displacements of at

@@ -1,4 +1,4 @@
-"""Sector-aware conditioning map for the label-map-guided generator (DESIGN.md, "Generator conditioning map").
+"""Sector-aware conditioning map for the label-map-guided generator (docs/methods.md section 1).
 
 Classes: 0 outside the ultrasound sector, 1 LV cavity, 2 in-sector tissue (CAMUS label 0 inside the sector),
 3 myocardium, 4 left atrium. The generator one-hot encodes this map for SPADE.

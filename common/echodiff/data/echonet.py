@@ -3,7 +3,7 @@
 Tracing coordinates are in pixels with (x, y) = (column, row) and integer values at pixel centres,
 the convention of the official code (``skimage.draw.polygon(rows=y, cols=x)``).
 Which traced frame is end-diastole is decided per video by polygon area, larger = ED
-(ALGORITHMS.md section 5): the public code takes the CSV order, which is not reliable.
+(Petit et al. 2024; docs/methods.md section 3): the public code takes the CSV order, which is not reliable.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def list_echonet(
 ) -> list[dict]:
     """One item per video listed in FileList.csv and present in Videos/, with its ED and ES tracings.
 
-    ED is the traced frame with the larger polygon area, ES the other one (ALGORITHMS.md section 5);
+    ED is the traced frame with the larger polygon area, ES the other one (Petit et al. 2024; docs/methods.md section 3);
     equal areas keep the CSV order (first = ED).
     Videos whose tracings are not two frames of 21 rows raise EchoDataError (``on_bad="raise"``)
     or are left out with a warning (``on_bad="skip"``). ``split`` ("train", "val", "test") is

@@ -18,7 +18,7 @@ from echodiff.metrics.classification import bootstrap_accuracy
 
 class BootstrapAccuracySaver(RunReport):
     """Collects argmax(pred) == label over an evaluation run, then writes bootstrap accuracy statistics to `output_file`
-    (1000 draws of 80 % of the images by default; ALGORITHMS.md section 6)."""
+    (1000 draws of 80 % of the images by default; docs/methods.md section 4)."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """CAMUS segmentation scores for MONAI evaluators: a key metric (mean Dice) and a report handler (JSON + markdown).
 
-Protocol (ALGORITHMS.md sec. 6): Dice x 100 for LV endo (label 1), LV epi (1 u 2), LA (3) and their mean, LV-endo
+Protocol (Stojanovski et al. 2024; docs/methods.md section 4): Dice x 100 for LV endo (label 1), LV epi (1 u 2), LA (3) and their mean, LV-endo
 Hausdorff distance in pixels of the label map's grid; mean and std over images. A predicted label map is resized
 (nearest) to its reference's grid before scoring, so predictions made at the network size score against labels at
 the evaluation size.

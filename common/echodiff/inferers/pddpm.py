@@ -2,7 +2,7 @@
 
 A conditional DDPM over masks, x_0 = one_hot(mask) * 2 - 1, predicts eps from cat([x_t, image]) along channels: the
 order of MONAI's `DiffusionInferer` in "concat" mode, so a model trained with it samples here. Sampling starts from the
-pre-segmentation forward-noised to T' (ALGORITHMS.md sec. 4), x_T' = sqrt(alpha_bar_T') x_pre +
+pre-segmentation forward-noised to T' (Guo et al. 2022; docs/methods.md section 2), x_T' = sqrt(alpha_bar_T') x_pre +
 sqrt(1 - alpha_bar_T') eps, runs the reverse steps T' -> 0 and averages an ensemble. t_prime = T starts from pure
 noise instead: plain DDPM (Ho et al. 2020, Alg. 2), the baseline.
 
@@ -76,7 +76,7 @@ def load_presegmentation(network: torch.nn.Module, checkpoint: str | Path) -> to
 
 
 class PDDPMInferer(Inferer):
-    """PD-DDPM segmentation in one call, `inferer(image, network)` (Guo et al. 2022; ALGORITHMS.md sec. 4).
+    """PD-DDPM segmentation in one call, `inferer(image, network)` (Guo et al. 2022; docs/methods.md section 2).
 
     pre-segmentation x_pre -> x_T' = `scheduler.add_noise(x_pre, eps, T' - 1)` (so Gamma noise works) -> reverse
     steps T' -> 0 with the image concatenated at every step ("ddpm": every timestep through `scheduler.step`;

@@ -1,4 +1,4 @@
-"""LV-function scores from per-frame LV probabilities on EchoNet-Dynamic videos (EchoDFKD; ALGORITHMS.md section 5).
+"""LV-function scores from per-frame LV probabilities on EchoNet-Dynamic videos (Petit et al. 2024, EchoDFKD; docs/methods.md section 3).
 
 Area curve A[t] = number of pixels with probability > 25/255; ED/ES frames from the z-normalised
 curve; aFD = mean |estimate - reference| frames; EF proxy = 100 (A_ED - A_ES) / A_ED.

@@ -1,4 +1,4 @@
-"""View-classification accuracy with bootstrap spread (ALGORITHMS.md section 6)."""
+"""View-classification accuracy with bootstrap spread (Stojanovski et al. 2024; docs/methods.md section 4)."""
 
 from __future__ import annotations
 

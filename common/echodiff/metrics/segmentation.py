@@ -1,4 +1,4 @@
-"""CAMUS segmentation scores: Dice per structure and LV-endocardium Hausdorff distance (ALGORITHMS.md section 6).
+"""CAMUS segmentation scores: Dice per structure and LV-endocardium Hausdorff distance (Stojanovski et al. 2024; docs/methods.md section 4).
 
 Structures from CAMUS label maps (0 background, 1 LV cavity, 2 myocardium, 3 left atrium):
 LV endo = 1, LV epi = 1 u 2, LA = 3. Dice is computed with `monai.metrics.compute_dice` on these
