@@ -1,7 +1,9 @@
-"""Networks: the Gamma-prior VAE and EDM/VP/VE preconditioning around MONAI's (SPADE)DiffusionModelUNet."""
+"""Networks: the Gamma-prior VAE, EDM/VP/VE preconditioning around MONAI's (SPADE)DiffusionModelUNet, and the
+ConvLSTM video student of EchoDFKD."""
 
 from __future__ import annotations
 
+from echodiff.networks.convlstm import ConvLSTM, ConvLSTMSegmenter
 from echodiff.networks.gamma_vae import GammaVAE
 from echodiff.networks.preconditioning import (
     PRECONDITIONERS,
@@ -18,6 +20,8 @@ from echodiff.networks.preconditioning import (
 
 __all__ = [
     "PRECONDITIONERS",
+    "ConvLSTM",
+    "ConvLSTMSegmenter",
     "EDMPrecond",
     "GammaVAE",
     "Preconditioner",
