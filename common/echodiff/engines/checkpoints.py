@@ -130,6 +130,8 @@ def _described(inputs: Mapping[str, Any]) -> dict[str, str]:
 
     described = {"code": f"echodiff {echodiff.__version__}"}
     for name, value in inputs.items():
+        if isinstance(value, torch.nn.parallel.DistributedDataParallel):  # the same network on one or several GPUs
+            value = value.module
         text = repr(value) if isinstance(value, torch.nn.Module) else json.dumps(value, sort_keys=True, default=str)
         described[name] = text if len(text) <= 200 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return described
@@ -163,7 +165,7 @@ def guard_resume(ckpt_dir: str | Path, inputs: Mapping[str, Any], resume: bool =
             f"inputs, or start over with --resume false (deletes its interval checkpoints) or another checkpoint folder"
         )  # fmt: skip
     for path in existing:
-        path.unlink()
+        path.unlink(missing_ok=True)  # every rank of a multi-GPU run does this
     atomic_write_json(record, current)
     return False
 

@@ -50,6 +50,11 @@ class GammaVAELoss(nn.Module):
         self.perceptual = perceptual
         self.epoch = 0
 
+    def extra_repr(self) -> str:
+        names = ("recon_weight", "kl_weight", "perceptual_weight", "latent_weight", "warmup_epochs", "prior_concentration",
+                 "prior_rate")  # fmt: skip
+        return ", ".join(f"{name}={getattr(self, name)}" for name in names)
+
     def set_epoch(self, epoch: int) -> None:
         """Epoch (from 0) used when ``forward`` gets no ``epoch``; decides whether the warm-up is over."""
         self.epoch = epoch
