@@ -13,8 +13,8 @@ from types import ModuleType
 __version__ = "0.3.0"
 
 _SUBPACKAGES = (
-    "bundle", "data", "engines", "errors", "generation", "inferers", "losses", "metrics", "networks", "samplers", "schedulers",
-    "study",
+    "bundle", "data", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses", "metrics", "networks",
+    "samplers", "schedulers", "study",
 )
 
 
