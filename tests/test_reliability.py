@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from echodiff.data.check import camus_problems, check_camus
-from echodiff.errors import EchoDataError
+from echodiff.errors import ConfigValueError, EchoDataError, as_flag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATIENT = "patient0001"  # a training patient of the phantom
@@ -120,3 +120,14 @@ def test_check_dataset_script_exit_codes(dataset: Path) -> None:
     failed = _run("scripts/check_dataset.py", "--dataset_dir", str(dataset), "--splits", "training")
     assert failed.returncode == 1 and str(bad) in failed.stderr
     assert _last_line(failed).startswith(f"error: 1 problem(s) in {dataset}")
+
+
+@pytest.mark.parametrize(("given", "expected"), [(True, True), ("false", False), ("False", False), ("TRUE", True),
+                                                 ("0", False), (1, True), ("no", False)])  # fmt: skip
+def test_command_line_flags_read_false_as_false(given: object, expected: bool) -> None:
+    assert as_flag(given, "resume") is expected
+
+
+def test_an_unreadable_flag_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigValueError, match=r"resume='maybe'; expected true or false"):
+        as_flag("maybe", "resume")

@@ -44,6 +44,19 @@ class ConfigValueError(EchoDataError):
     """A config value is outside its allowed range (t_prime > T, ensemble < 1, steps > t_prime...)."""
 
 
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def as_flag(value: object, key: str) -> bool:
+    """A boolean option as given on a command line: `--resume false` reaches a bundle config as the string "false"
+    (MONAI's and fire's parsers only turn `False` into a bool), which Python would read as true."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, int)) and str(value).strip().lower() in _FLAGS:
+        return _FLAGS[str(value).strip().lower()]
+    raise ConfigValueError(f"{key}={value!r}; expected true or false")
+
+
 def user_error(error: BaseException) -> EchoDataError | None:
     """The EchoDataError behind `error` (itself, or one it was raised from, e.g. inside a bundle config), else None."""
     seen: set[int] = set()

@@ -17,7 +17,7 @@ from monai.engines import Evaluator
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from torch.optim.lr_scheduler import LRScheduler
 
-from echodiff.errors import ConfigValueError, ShapeMismatchError
+from echodiff.errors import ConfigValueError, ShapeMismatchError, as_flag
 from echodiff.io import atomic_write_json, read_torch_file
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
@@ -178,6 +178,7 @@ def resume_handlers(
 
     With `inputs` (what the run is started with, see `guard_resume`) a run never resumes from checkpoints made from
     other data or settings: it is refused, and `enabled=False` starts over cleanly."""
+    enabled = as_flag(enabled, "resume")
     if inputs is not None:
         enabled = guard_resume(ckpt_dir, inputs, enabled)
     path = latest_checkpoint(ckpt_dir) if enabled else None

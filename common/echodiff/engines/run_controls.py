@@ -11,7 +11,7 @@ import time
 from ignite.contrib.handlers import ProgressBar
 from ignite.engine import Engine, Events
 
-from echodiff.errors import ConfigValueError
+from echodiff.errors import ConfigValueError, as_flag
 
 __all__ = ["TrainingTimeLimit", "progress_bar", "stop_after"]
 
@@ -61,7 +61,7 @@ def stop_after(trainer: Engine, minutes: float | None) -> TrainingTimeLimit | No
 
 def progress_bar(trainer: Engine, enabled: bool = False, desc: str | None = None) -> ProgressBar | None:
     """Attach one tqdm progress bar over the whole run (iterations of all epochs) when `enabled`."""
-    if not enabled:
+    if not as_flag(enabled, "progress_bar"):
         return None
     bar = ProgressBar(persist=False, desc=desc or "training")
     bar.attach(trainer, metric_names=None, output_transform=None)

@@ -40,7 +40,7 @@ from monai.networks.nets import SPADEDiffusionModelUNet
 from torch import nn
 
 from echodiff.data.conditioning import N_CONDITION_CLASSES
-from echodiff.errors import ConfigKeyError, ConfigValueError
+from echodiff.errors import ConfigKeyError, ConfigValueError, as_flag
 from echodiff.generation.generator import LabelToImageGenerator, plain
 from echodiff.networks import GammaVAE, build_precond
 from echodiff.schedulers import NOISE_SCHEDULERS, get_noise_scheduler
@@ -128,7 +128,7 @@ def autoencoder_kwargs(model: str, autoencoder: dict | None = None, paper_scale:
             f"model {model!r} works in pixel space and uses no autoencoder; the Gamma-VAE serves the latent models "
             f"{', '.join(LATENT_MODELS)}"
         )
-    base = (PAPER_SCALE_NETWORKS if paper_scale else DEFAULT_NETWORKS)[model]["autoencoder"]
+    base = (PAPER_SCALE_NETWORKS if as_flag(paper_scale, "paper_scale") else DEFAULT_NETWORKS)[model]["autoencoder"]
     kwargs = _merged(base, autoencoder, GammaVAE, _VAE_FIXED, "autoencoder")
     levels, factor = len(kwargs["channels"]), LATENT_MODELS[model]
     if 2 ** (levels - 1) != factor:
@@ -192,6 +192,7 @@ def build_generator(
             f"Nachmani et al. 2021); {', '.join(m for m in GENERATOR_MODELS if m not in GAMMA_NOISE_MODELS)} train and "
             "sample with Gaussian noise N(0, sigma^2 I)"
         )
+    paper_scale = as_flag(paper_scale, "paper_scale")
     sizes = PAPER_SCALE_NETWORKS if paper_scale else DEFAULT_NETWORKS
     network_kwargs = _merged(sizes[model]["network"], network, SPADEDiffusionModelUNet, _UNET_FIXED, "network")
     factor = LATENT_MODELS.get(model, 1)

@@ -19,7 +19,7 @@ import torch
 
 import echodiff
 from echodiff.data.phantom import make_phantom_camus
-from echodiff.errors import ConfigKeyError, ConfigValueError
+from echodiff.errors import ConfigKeyError, ConfigValueError, as_flag
 from echodiff.samplers import SAMPLERS
 from echodiff.study import stages
 from echodiff.fingerprints import camus_digest, files_digest
@@ -118,6 +118,7 @@ def run_study(
         overrides: per-stage bundle overrides merged into the scale's settings, e.g. {"diffusion": {"learning_rate":
             3e-4}}.
     """
+    paper_scale, quiet = as_flag(paper_scale, "--paper_scale"), as_flag(quiet, "--quiet")
     scale = "paper" if paper_scale else scale or ("tiny" if dataset_dir is None else "cpu")
     settings = scale_settings(scale, model)
     shares = budget_shares(settings["model"])
