@@ -15,6 +15,7 @@ from monai.networks.nets import SPADEDiffusionModelUNet
 from torch import Tensor, nn
 
 from echodiff.errors import ConfigKeyError, ShapeMismatchError
+from echodiff.samplers.sigma_schedules import vp_sigma, vp_sigma_inv
 
 CONDITIONING_MODES = ("spade", "concat")
 
@@ -34,18 +35,6 @@ def ve_noise_level_to_timestep(c_noise: Tensor) -> Tensor:
     The VE range sigma in [0.02, 100] (c_noise in [ln 0.01, ln 50]) lands in about [40, 891].
     """
     return 100 * (c_noise + 5)
-
-
-def vp_sigma(t: Tensor | float, beta_d: float = 19.9, beta_min: float = 0.1) -> Tensor:
-    """VP noise level sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (Karras et al. 2022, Table 1)."""
-    t = torch.as_tensor(t)
-    return torch.expm1(0.5 * beta_d * t**2 + beta_min * t).sqrt()
-
-
-def vp_sigma_inv(sigma: Tensor | float, beta_d: float = 19.9, beta_min: float = 0.1) -> Tensor:
-    """Inverse of ``vp_sigma``: t = (sqrt(beta_min^2 + 2 beta_d ln(1 + sigma^2)) - beta_min) / beta_d."""
-    sigma = torch.as_tensor(sigma)
-    return ((beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)).sqrt() - beta_min) / beta_d
 
 
 class Preconditioner(nn.Module):

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
 from echodiff.errors import ConfigKeyError
 
@@ -28,11 +29,21 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
     return _append_zero((max_inv_rho + _ramp(n) * (min_inv_rho - max_inv_rho)) ** rho)
 
 
+def vp_sigma(t: Tensor | float, beta_d: float = 19.9, beta_min: float = 0.1) -> Tensor:
+    """VP noise level sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (Karras et al. 2022, Table 1)."""
+    t = torch.as_tensor(t)
+    return torch.expm1(0.5 * beta_d * t**2 + beta_min * t).sqrt()
+
+
+def vp_sigma_inv(sigma: Tensor | float, beta_d: float = 19.9, beta_min: float = 0.1) -> Tensor:
+    """Inverse of ``vp_sigma``: t = (sqrt(beta_min^2 + 2 beta_d ln(1 + sigma^2)) - beta_min) / beta_d."""
+    sigma = torch.as_tensor(sigma)
+    return ((beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)).sqrt() - beta_min) / beta_d
+
+
 def vp_sigmas(n: int, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 1e-3) -> torch.Tensor:
-    """Karras et al. 2022, Table 1 (VP): t_i = 1 + i/(N-1) (eps_s - 1),
-    sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1)."""
-    t = 1 + _ramp(n) * (eps_s - 1)
-    return _append_zero(torch.expm1(0.5 * beta_d * t**2 + beta_min * t).sqrt())
+    """Karras et al. 2022, Table 1 (VP): t_i = 1 + i/(N-1) (eps_s - 1), sigma_i = `vp_sigma(t_i)`."""
+    return _append_zero(vp_sigma(1 + _ramp(n) * (eps_s - 1), beta_d, beta_min))
 
 
 def ve_sigmas(n: int, sigma_min: float = 0.02, sigma_max: float = 100.0) -> torch.Tensor:

@@ -15,6 +15,8 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from monai.networks.schedulers.ddpm import DDPMPredictionType
 from monai.utils import unsqueeze_right
 
+from echodiff.schedulers.ddim import ddim_update
+
 
 def sample_gamma(
     concentration: torch.Tensor, rate: torch.Tensor, generator: torch.Generator | None = None
@@ -223,17 +225,14 @@ class GammaDDIMScheduler(GammaNoiseMixin, DDIMScheduler):
         eta: float | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x_{t'} = sqrt(alpha_bar_{t'}) x0_hat + c1 z + c2 eps_hat, z the standardised Gamma noise at t'; returns
-        (x_{t'}, x0_hat). c1 = eta sqrt((1 - ab_t/ab_{t'}) (1 - ab_{t'}) / (1 - ab_t)), c2 = sqrt(1 - ab_{t'} - c1^2).
-        """
+        """x_{t'} = sqrt(alpha_bar_{t'}) x0_hat + sqrt(1 - ab_{t'} - sigma^2) eps_hat + sigma z (`ddim_update`, Song et
+        al. 2021, Eq. 12 and 16), z the standardised Gamma noise at t'; returns (x_{t'}, x0_hat)."""
         eta = self.eta if eta is None else eta
         prev_timestep = self.previous_timestep(timestep)
         alpha_bar_t = self.alphas_cumprod[timestep]
         alpha_bar_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
         x0, eps = self._predict_original_and_noise(model_output, timestep, sample)
-        c1 = eta * ((1 - alpha_bar_t / alpha_bar_prev) * (1 - alpha_bar_prev) / (1 - alpha_bar_t)) ** 0.5
-        c2 = (1 - alpha_bar_prev - c1**2) ** 0.5
-        prev_sample = alpha_bar_prev**0.5 * x0 + c2 * eps
-        if c1 > 0:  # with set_alpha_to_one=False the final t' = -1 uses alpha_bar_0, hence the noise of step 0
-            prev_sample = prev_sample + c1 * self.sample_noise(sample, max(prev_timestep, 0), generator)
+        # with set_alpha_to_one=False the final t' = -1 uses alpha_bar_0, hence the noise of step 0
+        prev_sample = ddim_update(x0, eps, alpha_bar_t, alpha_bar_prev, eta,
+                                  lambda: self.sample_noise(sample, max(prev_timestep, 0), generator))  # fmt: skip
         return prev_sample, x0

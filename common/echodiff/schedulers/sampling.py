@@ -12,6 +12,7 @@ from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.networks.schedulers import Scheduler
 
 from echodiff.rng import Generators, is_per_sample, per_sample
+from echodiff.schedulers.ddim import ddim_update
 from echodiff.schedulers.gamma import GammaNoiseMixin
 
 
@@ -74,11 +75,8 @@ def ddim_step(
     x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
     if scheduler.clip_sample:
         x0 = x0.clamp(*scheduler.clip_sample_values)
-    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
-    x_prev = alpha_bar_prev**0.5 * x0 + max(1 - alpha_bar_prev - sigma**2, 0.0) ** 0.5 * eps
-    if sigma > 0:
-        x_prev = x_prev + sigma * scheduler_noise(scheduler, x_t, t_prev, generator)
-    return x_prev
+    return ddim_update(x0, eps, alpha_bar_t, alpha_bar_prev, eta,
+                       lambda: scheduler_noise(scheduler, x_t, t_prev, generator))  # fmt: skip
 
 
 class SchedulerNoisePrepareBatch(DiffusionPrepareBatch):
