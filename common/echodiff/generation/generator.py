@@ -35,18 +35,11 @@ from echodiff.networks import EDMPrecond, GammaVAE, Preconditioner, VEPrecond, V
 from echodiff.rng import Generators
 from echodiff.samplers import ChurnSpec
 from echodiff.samplers import sample as sample_ode
-from echodiff.schedulers.sampling import (
-    ddim_step,
-    ddim_timesteps,
-    scheduler_noise,
-    scheduler_prior,
-    scheduler_step,
-)
+from echodiff.schedulers.sampling import STEP_RULES, reverse_diffusion, reverse_grid, scheduler_noise, scheduler_prior
 
 __all__ = ["CONDITION_CLASSES", "LabelToImageGenerator", "with_denoiser"]
 
 CONDITION_CLASSES = ("outside sector", "LV cavity", "in-sector tissue", "myocardium", "left atrium")
-DDPM_SAMPLERS = ("ddpm", "ddim")
 EDM_SIGMA_MIN, EDM_SIGMA_MAX = 0.002, 80.0  # Karras et al. 2022 sampling range, clipped to each preconditioner's own
 PAPER_STEPS = 5  # Heun steps N of the paper's headline EDM-L64 result (NFE = 2 N - 1 = 9)
 
@@ -261,10 +254,10 @@ class LabelToImageGenerator(nn.Module):
     ) -> tuple[Tensor, int]:
         """Reverse DDPM (Ho et al. 2020, Alg. 2) through the scheduler's `step`, or DDIM (Song et al. 2021, Eq. 12)
         on `ddim_timesteps`; Gamma schedulers start from their Gamma prior and draw Gamma noise."""
-        if sampler not in DDPM_SAMPLERS:
+        if sampler not in STEP_RULES:
             raise ConfigKeyError(
                 f"sampler {sampler!r} does not apply to the DDPM-type model {self.model!r}; expected one of "
-                f"{', '.join(DDPM_SAMPLERS)}"
+                f"{', '.join(STEP_RULES)}"
             )
         if churn is not None:
             raise ConfigValueError(
@@ -280,19 +273,10 @@ class LabelToImageGenerator(nn.Module):
             )
         if steps > num_train_timesteps:
             raise ConfigValueError(f"steps={steps}; expected 1..T={num_train_timesteps} DDIM steps")
-        grid = list(range(num_train_timesteps - 1, -1, -1)) if sampler == "ddpm" else ddim_timesteps(
-            num_train_timesteps, steps
-        )  # fmt: skip
+        grid = reverse_grid(num_train_timesteps, sampler, steps)
         x = scheduler_prior(self.scheduler, torch.empty(shape, device=cond.device), generator)
-        for i, (t, t_prev) in enumerate(zip(grid, [*grid[1:], -1])):
-            timesteps = torch.full((shape[0],), t, dtype=torch.long, device=cond.device)
-            eps = self.denoiser(x, timesteps, seg=cond).float()
-            if callback is not None:
-                callback(i, x, float(t), eps)
-            if sampler == "ddpm":
-                x = scheduler_step(self.scheduler, eps, t, x, generator).float()  # Gamma steps compute in float64
-            else:
-                x = ddim_step(self.scheduler, eps, t, t_prev, x, 0.0, generator)
+        x = reverse_diffusion(self.scheduler, x, lambda x_t, timesteps: self.denoiser(x_t, timesteps, seg=cond), grid,
+                              sampler, 0.0, generator, callback)  # fmt: skip
         return x, len(grid)
 
 

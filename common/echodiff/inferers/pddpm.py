@@ -21,12 +21,10 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.networks.schedulers import Scheduler
 from monai.networks.utils import one_hot
-from tqdm import tqdm
 
 from echodiff.errors import ConfigKeyError, ConfigValueError, LabelValueError, MissingFileError, ShapeMismatchError
-from echodiff.schedulers.sampling import ddim_step, ddim_timesteps, scheduler_noise, scheduler_prior
+from echodiff.schedulers.sampling import STEP_RULES, reverse_diffusion, reverse_grid, scheduler_noise, scheduler_prior
 
-STEP_RULES = ("ddpm", "ddim")
 UNCERTAINTIES = ("variance", "entropy")
 
 
@@ -199,11 +197,7 @@ class PDDPMInferer(Inferer):
 
     def reverse_steps(self) -> list[tuple[int, int]]:
         """(t, t_prev) MONAI timesteps of the reverse process, from t_prime - 1 to 0 (t_prev = -1 after the last)."""
-        if self.step_rule == "ddpm":
-            grid = list(range(self.t_prime - 1, -1, -1))
-        else:
-            grid = ddim_timesteps(self.t_prime, self.steps)
-        return list(zip(grid, [*grid[1:], -1]))
+        return reverse_grid(self.t_prime, self.step_rule, self.steps)
 
     @torch.no_grad()
     def sample(
@@ -214,13 +208,10 @@ class PDDPMInferer(Inferer):
         self.check_image(inputs)
         x = self.start(inputs, generator)
         condition = inputs.repeat(self.ensemble, 1, 1, 1).to(x.dtype)
-        for t, t_prev in tqdm(self.reverse_steps(), desc="PD-DDPM", disable=not self.progress):
-            timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            eps = network(torch.cat([x, condition], dim=1), timesteps=timesteps).to(x.dtype)
-            if self.step_rule == "ddpm":
-                x, _ = self.scheduler.step(eps, t, x, generator=generator)
-            else:
-                x = ddim_step(self.scheduler, eps, t, t_prev, x, self.eta, generator)
+        x = reverse_diffusion(
+            self.scheduler, x, lambda x_t, timesteps: network(torch.cat([x_t, condition], dim=1), timesteps=timesteps),
+            self.reverse_steps(), self.step_rule, self.eta, generator, progress="PD-DDPM" if self.progress else None,
+        )  # fmt: skip
         return x.reshape(self.ensemble, inputs.shape[0], *x.shape[1:])
 
     def __call__(  # type: ignore[override]

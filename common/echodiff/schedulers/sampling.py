@@ -1,16 +1,18 @@
-"""Discrete-time sampling helpers shared by every DDPM-type model (PD-DDPM, SDM): noise of the scheduler's kind and
-DDIM steps on an arbitrary timestep grid (MONAI's `DDIMScheduler.step` assumes a fixed stride from T), and the training
-batches that draw that noise for their own timesteps."""
+"""Discrete-time sampling shared by every DDPM-type model (PD-DDPM, SDM): noise of the scheduler's kind, DDIM steps on an
+arbitrary timestep grid (MONAI's `DDIMScheduler.step` assumes a fixed stride from T), the one reverse-diffusion loop,
+and the training batches that draw that noise for their own timesteps."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.networks.schedulers import Scheduler
+from tqdm import tqdm
 
+from echodiff.errors import ConfigKeyError
 from echodiff.rng import Generators, is_per_sample, per_sample
 from echodiff.schedulers.ddim import ddim_update
 from echodiff.schedulers.gamma import GammaNoiseMixin
@@ -77,6 +79,44 @@ def ddim_step(
         x0 = x0.clamp(*scheduler.clip_sample_values)
     return ddim_update(x0, eps, alpha_bar_t, alpha_bar_prev, eta,
                        lambda: scheduler_noise(scheduler, x_t, t_prev, generator))  # fmt: skip
+
+
+STEP_RULES = ("ddpm", "ddim")
+
+
+def reverse_grid(t_start: int, step_rule: str, steps: int | None = None) -> list[tuple[int, int]]:
+    """(t, t_prev) MONAI timesteps of a reverse process from t_start - 1 down to 0 (t_prev = -1 after the last):
+    every timestep ("ddpm") or `steps` of them (`ddim_timesteps`, "ddim")."""
+    if step_rule not in STEP_RULES:
+        raise ConfigKeyError(f"unknown step rule {step_rule!r}; expected one of {', '.join(STEP_RULES)}")
+    grid = list(range(t_start - 1, -1, -1)) if step_rule == "ddpm" else ddim_timesteps(t_start, int(steps or t_start))
+    return list(zip(grid, [*grid[1:], -1]))
+
+
+def reverse_diffusion(
+    scheduler: Scheduler,
+    x: torch.Tensor,
+    predict_eps: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    grid: Sequence[tuple[int, int]],
+    step_rule: str,
+    eta: float = 0.0,
+    generator: Generators = None,
+    callback: Callable[[int, torch.Tensor, float, torch.Tensor], None] | None = None,
+    progress: str | None = None,
+) -> torch.Tensor:
+    """The reverse process of every DDPM-type model (SDM, PD-DDPM) over `grid` (`reverse_grid`): `predict_eps(x,
+    timesteps)` then a DDPM step (Ho et al. 2020, Alg. 2, `scheduler_step`) or a DDIM step (Song et al. 2021, Eq. 12,
+    `ddim_step` with `eta`). x keeps its dtype (Gamma steps compute in float64). `progress`: a tqdm label, or None."""
+    dtype = x.dtype
+    for i, (t, t_prev) in enumerate(tqdm(grid, desc=progress, disable=progress is None)):
+        eps = predict_eps(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)).to(dtype)
+        if callback is not None:
+            callback(i, x, float(t), eps)
+        if step_rule == "ddpm":
+            x = scheduler_step(scheduler, eps, t, x, generator).to(dtype)
+        else:
+            x = ddim_step(scheduler, eps, t, t_prev, x, eta, generator).to(dtype)
+    return x
 
 
 class SchedulerNoisePrepareBatch(DiffusionPrepareBatch):
