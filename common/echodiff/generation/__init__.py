@@ -3,6 +3,7 @@ their Gamma-VAE, sampling, checkpoints, training steps for MONAI engines and PNG
 
 from __future__ import annotations
 
+from echodiff.data.conditioning import CONDITION_CLASSES, camus_labels_of_condition
 from echodiff.generation.checkpoints import (
     GeneratorCheckpoint,
     load_autoencoder,
@@ -10,7 +11,7 @@ from echodiff.generation.checkpoints import (
     save_autoencoder,
     save_generator,
 )
-from echodiff.generation.generator import CONDITION_CLASSES, LabelToImageGenerator, with_denoiser
+from echodiff.generation.generator import LabelToImageGenerator, with_denoiser
 from echodiff.generation.inferer import GeneratorInferer
 from echodiff.generation.fidelity import LabelFidelityLogger, fixed_condition_maps, label_fidelity
 from echodiff.generation.grids import (
@@ -37,7 +38,6 @@ from echodiff.generation.models import (
 from echodiff.generation.synthesis import (
     MANIFEST,
     GeneratorFn,
-    camus_labels_of_condition,
     case_seed,
     generator_fn,
     source_condition_map,

@@ -20,7 +20,7 @@ from monai.networks.utils import one_hot
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
-from echodiff.data.conditioning import N_CONDITION_CLASSES
+from echodiff.data.conditioning import CONDITION_CLASSES, N_CONDITION_CLASSES
 from echodiff.errors import (
     ConfigKeyError,
     ConfigValueError,
@@ -37,9 +37,8 @@ from echodiff.samplers import ChurnSpec
 from echodiff.samplers import sample as sample_ode
 from echodiff.schedulers.sampling import STEP_RULES, reverse_diffusion, reverse_grid, scheduler_noise, scheduler_prior
 
-__all__ = ["CONDITION_CLASSES", "LabelToImageGenerator", "with_denoiser"]
+__all__ = ["LabelToImageGenerator", "with_denoiser"]
 
-CONDITION_CLASSES = ("outside sector", "LV cavity", "in-sector tissue", "myocardium", "left atrium")
 EDM_SIGMA_MIN, EDM_SIGMA_MAX = 0.002, 80.0  # Karras et al. 2022 sampling range, clipped to each preconditioner's own
 PAPER_STEPS = 5  # Heun steps N of the paper's headline EDM-L64 result (NFE = 2 N - 1 = 9)
 

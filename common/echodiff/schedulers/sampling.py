@@ -1,14 +1,12 @@
 """Discrete-time sampling shared by every DDPM-type model (PD-DDPM, SDM): noise of the scheduler's kind, DDIM steps on an
-arbitrary timestep grid (MONAI's `DDIMScheduler.step` assumes a fixed stride from T), the one reverse-diffusion loop,
-and the training batches that draw that noise for their own timesteps."""
+arbitrary timestep grid (MONAI's `DDIMScheduler.step` assumes a fixed stride from T), and the one reverse-diffusion
+loop. The training batches that draw that noise are in `echodiff.engines.diffusion_batches`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
-from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.networks.schedulers import Scheduler
 from tqdm import tqdm
 
@@ -117,43 +115,3 @@ def reverse_diffusion(
         else:
             x = ddim_step(scheduler, eps, t, t_prev, x, eta, generator).to(dtype)
     return x
-
-
-class SchedulerNoisePrepareBatch(DiffusionPrepareBatch):
-    """MONAI's DiffusionPrepareBatch with the training noise of the scheduler's kind (`scheduler_noise`): standardised
-    Gamma noise for the Gamma schedulers (Nachmani et al. 2021, training target eps), N(0, I) otherwise.
-
-    Gamma noise depends on the timestep, but MONAI's `__call__` draws the noise before the timesteps, so `__call__` here
-    draws the timesteps first (`get_timesteps`, uniform over 0..T-1 as in MONAI) and then the noise for exactly those
-    timesteps; the inferer receives both as `noise` / `timesteps`. Subclasses change what is diffused and what
-    conditions it through `sample_and_condition`.
-    """
-
-    def __init__(self, scheduler: Scheduler, condition_name: str | None = None) -> None:
-        super().__init__(num_train_timesteps=scheduler.num_train_timesteps, condition_name=condition_name)
-        self.scheduler = scheduler
-
-    def get_noise(self, images: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Noise of the scheduler's kind for each image at its own timestep."""
-        return scheduler_noise(self.scheduler, images, timesteps)
-
-    def sample_and_condition(
-        self, batchdata: Any, device: str | torch.device | None, non_blocking: bool, **kwargs: Any
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The diffused sample x_0 (the batch's images) and the inferer's conditioning keyword arguments."""
-        images, _ = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
-        if self.condition_name is None or not isinstance(batchdata, Mapping):
-            return images, {}
-        return images, {"condition": batchdata[self.condition_name].to(device, non_blocking=non_blocking, **kwargs)}
-
-    def __call__(
-        self,
-        batchdata: dict[str, torch.Tensor],
-        device: str | torch.device | None = None,
-        non_blocking: bool = False,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
-        x0, condition = self.sample_and_condition(batchdata, device, non_blocking, **kwargs)
-        timesteps = self.get_timesteps(x0)
-        noise = self.get_noise(x0, timesteps)
-        return x0, self.get_target(x0, noise, timesteps), (), {"noise": noise, "timesteps": timesteps, **condition}
