@@ -15,7 +15,7 @@ import fire
 from echodiff.errors import run_cli
 import torch
 import torch.distributed as dist
-from echodiff.generation.generator import load_generator
+from echodiff.generation.checkpoints import load_generator
 from echodiff.generation.synthesis import generator_fn, synthesize_dataset
 from echodiff.samplers import ChurnSpec
 

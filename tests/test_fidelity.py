@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from echodiff.generation.fidelity import DICE_KEYS, LabelFidelityLogger, label_fidelity
-from echodiff.generation.synthesis import camus_labels_of_condition
+from echodiff.data.conditioning import camus_labels_of_condition
 from ignite.engine import Engine, Events
 from test_generation_models import fan_condition_map
 

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from echodiff.engines import SchedulerNoisePrepareBatch
 from echodiff.errors import ConfigKeyError
 from echodiff.schedulers import (
     GammaDDIMScheduler,
     GammaDDPMScheduler,
     GammaNoiseMixin,
-    SchedulerNoisePrepareBatch,
     get_noise_scheduler,
 )
 from monai.inferers import DiffusionInferer

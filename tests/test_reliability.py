@@ -122,6 +122,59 @@ def test_check_dataset_script_exit_codes(dataset: Path) -> None:
     assert _last_line(failed).startswith(f"error: 1 problem(s) in {dataset}")
 
 
+def _classifier(*args: str) -> subprocess.CompletedProcess:
+    root = REPO_ROOT / "bundles" / "echo_view_classification"
+    return _run("-m", "monai.bundle", "run", "--bundle_root", str(root), "--image_size", "[32,32]", "--num_workers", "0",
+                *args)  # fmt: skip
+
+
+def _train_classifier(dataset: Path, models: Path, *args: str) -> subprocess.CompletedProcess:
+    config = str(REPO_ROOT / "bundles" / "echo_view_classification" / "configs" / "train.json")
+    return _classifier("training", "--config_file", config, "--dataset_dir", str(dataset), "--ckpt_dir", str(models),
+                       "--output_dir", str(models.parent / "eval"), "--max_epochs", "1", *args)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_resuming_a_training_run_with_other_data_is_refused_and_resume_false_starts_over(
+    dataset: Path, tmp_path: Path, phantom_camus: Path
+) -> None:
+    models = tmp_path / "models"
+    assert _train_classifier(phantom_camus, models).returncode == 0
+    inputs = (models / "run_inputs.json").read_text()
+    nothing_left = _train_classifier(phantom_camus, models)
+    assert nothing_left.returncode == 0 and "nothing left to train" in nothing_left.stdout + nothing_left.stderr
+    _label_seven(dataset)  # the same folder layout with one changed file
+    refused = _train_classifier(dataset, models)
+    assert refused.returncode == 1
+    assert _last_line(refused) == (f"error: {models} holds checkpoints of a run started with other inputs (data differ); "
+                                   "resume it with the same inputs, or start over with --resume false (deletes its "
+                                   "interval checkpoints) or another checkpoint folder")  # fmt: skip
+    fresh = _train_classifier(dataset, models, "--resume", "false")
+    assert fresh.returncode == 0 and (models / "run_inputs.json").read_text() != inputs
+
+
+@pytest.mark.slow
+def test_view_inference_writes_predictions_with_a_header_and_names_a_bad_checkpoint(
+    tmp_path: Path, phantom_camus: Path
+) -> None:
+    config = str(REPO_ROOT / "bundles" / "echo_view_classification" / "configs" / "inference.json")
+    models = tmp_path / "models"
+    assert _train_classifier(phantom_camus, models).returncode == 0
+    out = tmp_path / "pred"
+    ok = _classifier("run", "--config_file", config, "--dataset_dir", str(phantom_camus), "--ckpt_path",
+                     str(models / "model.pt"), "--output_dir", str(out))  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "image,p_2CH,p_4CH" and len(rows) == 1 + 8  # 2 testing patients x 2 views x 2 phases
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    for path, expected in ((tmp_path / "absent.pt", f"error: view-classifier checkpoint {tmp_path / 'absent.pt'} does "
+                            "not exist; train one with configs/train.json"),
+                           (garbage, f"error: {garbage} cannot be read as a torch checkpoint")):  # fmt: skip
+        failed = _classifier("run", "--config_file", config, "--dataset_dir", str(phantom_camus), "--ckpt_path",
+                             str(path), "--output_dir", str(out))  # fmt: skip
+        assert failed.returncode == 1 and _last_line(failed).startswith(expected)
+        assert "weights_only" not in _last_line(failed)
 @pytest.mark.parametrize(("given", "expected"), [(True, True), ("false", False), ("False", False), ("TRUE", True),
                                                  ("0", False), (1, True), ("no", False)])  # fmt: skip
 def test_command_line_flags_read_false_as_false(given: object, expected: bool) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from echodiff.data.camus import list_camus, split_file_path
+
 __all__ = ["camus_digest", "file_digest", "files_digest", "fingerprint"]
 
 
@@ -41,8 +43,6 @@ def files_digest(paths: Iterable[str | os.PathLike], root: str | os.PathLike | N
 
 def camus_digest(dataset_dir: str | os.PathLike, splits: Sequence[str] | str) -> str:
     """Content digest of the split files and of every image / label file of `splits` in a CAMUS-layout folder."""
-    from echodiff.data.camus import list_camus, split_file_path
-
     root = Path(dataset_dir)
     paths: list[Path] = []
     for split in dict.fromkeys([splits] if isinstance(splits, str) else splits):

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from echodiff.errors import CorruptFileError, MissingFileError
+
 
 def _new_file_mode() -> int:
     """The mode `open()` gives a new file: 0o666 less the process umask (read without changing it for long)."""
@@ -49,8 +51,6 @@ def read_torch_file(path: str | os.PathLike, name: str, hint: str, map_location:
     was expected (`name`, e.g. "generator checkpoint"; `hint`, how to get one) instead of torch's errors (whose advice
     to retry with weights_only=False is wrong for a user)."""
     import torch
-
-    from echodiff.errors import CorruptFileError, MissingFileError
 
     path = Path(path)
     if not path.is_file():

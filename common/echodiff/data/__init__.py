@@ -16,13 +16,22 @@ from .camus import (
     write_camus_nifti,
     write_split_file,
 )
-from .conditioning import N_CONDITION_CLASSES, SectorConditionMapd, condition_map, sector_mask
+from .conditioning import (
+    CONDITION_CLASSES,
+    N_CONDITION_CLASSES,
+    SectorConditionMapd,
+    camus_labels_of_condition,
+    condition_map,
+    sector_mask,
+)
 from .phantom import ensure_phantom, make_phantom_camus, make_phantom_echonet, phantom_frame
 from .views import VIEW_CLASSES, view_classification_items
 
 __all__ = [
     "CAMUS_LABELS",
+    "CONDITION_CLASSES",
     "N_CONDITION_CLASSES",
+    "camus_labels_of_condition",
     "PHASES",
     "SPLITS",
     "VIEWS",

@@ -18,11 +18,15 @@ from scipy import ndimage
 from ..errors import ShapeMismatchError
 from .camus import checked_label_map
 
-__all__ = ["N_CONDITION_CLASSES", "SectorConditionMapd", "condition_map", "sector_mask"]
+__all__ = ["CONDITION_CLASSES", "N_CONDITION_CLASSES", "SectorConditionMapd", "camus_labels_of_condition",
+           "condition_map", "sector_mask"]  # fmt: skip
 
-N_CONDITION_CLASSES = 5
+CONDITION_CLASSES = ("outside sector", "LV cavity", "in-sector tissue", "myocardium", "left atrium")
+N_CONDITION_CLASSES = len(CONDITION_CLASSES)
 # condition class for each CAMUS label inside the sector: background -> tissue, LV -> 1, myocardium -> 3, LA -> 4
 _CONDITION_OF_LABEL = np.array([2, 1, 3, 4], dtype=np.int64)
+# and back: CAMUS label of each condition class (outside the sector and tissue are both background)
+_CAMUS_LABEL_OF_CONDITION = np.array([0, 1, 0, 2, 3], dtype=np.uint8)
 
 
 def sector_mask(image: NdarrayOrTensor, label: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
@@ -52,6 +56,11 @@ def condition_map(image: NdarrayOrTensor, label: NdarrayOrTensor) -> NdarrayOrTe
     inside = np.broadcast_to(sector_mask(image_np, label_np), label_np.shape)
     cond = np.where(inside, _CONDITION_OF_LABEL[label_np], 0)
     return convert_to_dst_type(cond, label, dtype=torch.int64 if isinstance(label, torch.Tensor) else np.int64)[0]
+
+
+def camus_labels_of_condition(cond: np.ndarray) -> np.ndarray:
+    """CAMUS labels 0..3 (uint8) of a conditioning map 0..4: 1 -> 1, 3 -> 2, 4 -> 3, 0 and 2 -> 0."""
+    return _CAMUS_LABEL_OF_CONDITION[np.asarray(cond, dtype=np.int64)]
 
 
 class SectorConditionMapd(MapTransform):

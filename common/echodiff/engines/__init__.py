@@ -11,7 +11,7 @@ from .checkpoints import (
     resume_handlers,
 )
 from .classification_report import BootstrapAccuracySaver, HeaderCSVSaver
-from .diffusion_segmentation import MaskDiffusionPrepareBatch
+from .diffusion_batches import MaskDiffusionPrepareBatch, SchedulerNoisePrepareBatch
 from .run_controls import TrainingTimeLimit, progress_bar, stop_after
 from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
 from .segmentation_writer import SegmentationSaver
@@ -24,6 +24,7 @@ __all__ = [
     "CamusMeanDice",
     "MaskDiffusionPrepareBatch",
     "ResumeCheckpointLoader",
+    "SchedulerNoisePrepareBatch",
     "SegmentationReportSaver",
     "SegmentationSaver",
     "TrainingTimeLimit",

@@ -17,6 +17,7 @@ from monai.engines import Evaluator
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from torch.optim.lr_scheduler import LRScheduler
 
+import echodiff
 from echodiff.errors import ConfigValueError, ShapeMismatchError, as_flag
 from echodiff.io import atomic_write_json, read_torch_file
 
@@ -126,8 +127,6 @@ RUN_INPUTS_FILE = "run_inputs.json"
 
 def _described(inputs: Mapping[str, Any]) -> dict[str, str]:
     """Each input as a short stable text: a network by the SHA-256 of its printed architecture, the rest by value."""
-    import echodiff
-
     described = {"code": f"echodiff {echodiff.__version__}"}
     for name, value in inputs.items():
         if isinstance(value, torch.nn.parallel.DistributedDataParallel):  # the same network on one or several GPUs

@@ -3,17 +3,16 @@ their Gamma-VAE, sampling, checkpoints, training steps for MONAI engines and PNG
 
 from __future__ import annotations
 
-from echodiff.generation.generator import (
-    CONDITION_CLASSES,
+from echodiff.data.conditioning import CONDITION_CLASSES, camus_labels_of_condition
+from echodiff.generation.checkpoints import (
     GeneratorCheckpoint,
-    GeneratorInferer,
-    LabelToImageGenerator,
     load_autoencoder,
     load_generator,
     save_autoencoder,
     save_generator,
-    with_denoiser,
 )
+from echodiff.generation.generator import LabelToImageGenerator, with_denoiser
+from echodiff.generation.inferer import GeneratorInferer
 from echodiff.generation.fidelity import LabelFidelityLogger, fixed_condition_maps, label_fidelity
 from echodiff.generation.grids import (
     OVERLAY_COLOURS,
@@ -39,7 +38,6 @@ from echodiff.generation.models import (
 from echodiff.generation.synthesis import (
     MANIFEST,
     GeneratorFn,
-    camus_labels_of_condition,
     case_seed,
     generator_fn,
     source_condition_map,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from echodiff.engines.segmentation_report import camus_scores
-from echodiff.generation.synthesis import camus_labels_of_condition
+from echodiff.data.conditioning import camus_labels_of_condition
 from echodiff.generation.training import unwrap
 from echodiff.io import atomic_write
 

@@ -1,82 +1,47 @@
-"""Label-to-image generator (Stojanovski et al. 2024): condition map (0..4) -> echo image in [0, 1], plus checkpoints.
+"""Label-to-image generator (Stojanovski et al. 2024): condition map (0..4) -> echo image in [0, 1].
 
 Diffusion space: pixels x = 2 image - 1 in [-1, 1], or the Gamma-VAE latent `encode_for_diffusion(image, sector) *
 latent_scale` (posterior mean mapped to clamp(2 z - 1, -1, 1), Stojanovski et al. 2024, Gamma-VAE section). `latent_scale` = 1.0 is the
 paper's fixed mapping (a standardising 1 / std is not used: EDM's sigma_data = 0.5 already matches a [-1, 1] latent);
 it is a config value stored in the generator checkpoint. Generated images are zero outside the sector (class 0).
 
-Checkpoints hold tensors and plain numbers, strings, lists and dicts only, so `torch.load(weights_only=True)` reads them.
+Saving and loading: `echodiff.generation.checkpoints`; the MONAI inferer: `echodiff.generation.inferer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.inferers import Inferer
 from monai.networks.schedulers import Scheduler
 from monai.networks.utils import one_hot
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
-from echodiff.data.conditioning import N_CONDITION_CLASSES
+from echodiff.data.conditioning import CONDITION_CLASSES, N_CONDITION_CLASSES
 from echodiff.errors import (
     ConfigKeyError,
     ConfigValueError,
     CorruptFileError,
-    EchoDataError,
     LabelValueError,
     ShapeMismatchError,
 )
-from echodiff.io import atomic_write, read_torch_file
+from echodiff.generation.checkpoint_files import checkpoint_safe, load_state, read_autoencoder_checkpoint
 from echodiff.losses import EDMLoss, VELoss, VPLoss
 from echodiff.losses.edm_loss import DenoisingLoss
 from echodiff.networks import EDMPrecond, GammaVAE, Preconditioner, VEPrecond, VPPrecond
 from echodiff.rng import Generators
 from echodiff.samplers import ChurnSpec
 from echodiff.samplers import sample as sample_ode
-from echodiff.schedulers.sampling import (
-    ddim_step,
-    ddim_timesteps,
-    scheduler_noise,
-    scheduler_prior,
-    scheduler_step,
-)
+from echodiff.schedulers.sampling import STEP_RULES, reverse_diffusion, reverse_grid, scheduler_noise, scheduler_prior
 
-__all__ = [
-    "CONDITION_CLASSES",
-    "GeneratorCheckpoint",
-    "GeneratorInferer",
-    "LabelToImageGenerator",
-    "load_autoencoder",
-    "load_generator",
-    "save_autoencoder",
-    "save_generator",
-    "with_denoiser",
-]
+__all__ = ["LabelToImageGenerator", "with_denoiser"]
 
-CONDITION_CLASSES = ("outside sector", "LV cavity", "in-sector tissue", "myocardium", "left atrium")
-DDPM_SAMPLERS = ("ddpm", "ddim")
 EDM_SIGMA_MIN, EDM_SIGMA_MAX = 0.002, 80.0  # Karras et al. 2022 sampling range, clipped to each preconditioner's own
 PAPER_STEPS = 5  # Heun steps N of the paper's headline EDM-L64 result (NFE = 2 N - 1 = 9)
 
-GENERATOR_FORMAT = "echodiff.generator"
-AUTOENCODER_FORMAT = "echodiff.gamma_vae"
-_CHECKPOINT_KEYS = {
-    GENERATOR_FORMAT: ("model", "image_size", "noise", "latent_scale", "build_kwargs", "state_dict"),
-    AUTOENCODER_FORMAT: ("build_kwargs", "state_dict"),
-}
-_CHECKPOINT_NAMES = {GENERATOR_FORMAT: "generator", AUTOENCODER_FORMAT: "Gamma-VAE autoencoder"}
-_CHECKPOINT_HINTS = {
-    GENERATOR_FORMAT: "train one with configs/train_diffusion.json (it writes models/generator_<model>.pt) or point "
-    "generator_path at one",
-    AUTOENCODER_FORMAT: "train it first with configs/train_autoencoder.json (it writes models/autoencoder.pt) or point "
-    "autoencoder_path at one",
-}
 _LOSSES: dict[type[Preconditioner], Callable[..., DenoisingLoss]] = {
     EDMPrecond: lambda p, **kw: EDMLoss(sigma_data=p.sigma_data, **kw),
     VPPrecond: lambda p, **kw: VPLoss(beta_d=p.beta_d, beta_min=p.beta_min, epsilon_t=p.epsilon_t, **kw),
@@ -137,7 +102,7 @@ class LabelToImageGenerator(nn.Module):
                 "edm_l128 and edm_l64 use an autoencoder"
             )
         checkpoint = read_autoencoder_checkpoint(path)
-        found, expected = plain(checkpoint["build_kwargs"], "build_kwargs"), self.build_kwargs["autoencoder"]
+        found, expected = checkpoint_safe(checkpoint["build_kwargs"], "build_kwargs"), self.build_kwargs["autoencoder"]
         if found != expected:
             differ = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
             raise CorruptFileError(
@@ -288,10 +253,10 @@ class LabelToImageGenerator(nn.Module):
     ) -> tuple[Tensor, int]:
         """Reverse DDPM (Ho et al. 2020, Alg. 2) through the scheduler's `step`, or DDIM (Song et al. 2021, Eq. 12)
         on `ddim_timesteps`; Gamma schedulers start from their Gamma prior and draw Gamma noise."""
-        if sampler not in DDPM_SAMPLERS:
+        if sampler not in STEP_RULES:
             raise ConfigKeyError(
                 f"sampler {sampler!r} does not apply to the DDPM-type model {self.model!r}; expected one of "
-                f"{', '.join(DDPM_SAMPLERS)}"
+                f"{', '.join(STEP_RULES)}"
             )
         if churn is not None:
             raise ConfigValueError(
@@ -307,19 +272,10 @@ class LabelToImageGenerator(nn.Module):
             )
         if steps > num_train_timesteps:
             raise ConfigValueError(f"steps={steps}; expected 1..T={num_train_timesteps} DDIM steps")
-        grid = list(range(num_train_timesteps - 1, -1, -1)) if sampler == "ddpm" else ddim_timesteps(
-            num_train_timesteps, steps
-        )  # fmt: skip
+        grid = reverse_grid(num_train_timesteps, sampler, steps)
         x = scheduler_prior(self.scheduler, torch.empty(shape, device=cond.device), generator)
-        for i, (t, t_prev) in enumerate(zip(grid, [*grid[1:], -1])):
-            timesteps = torch.full((shape[0],), t, dtype=torch.long, device=cond.device)
-            eps = self.denoiser(x, timesteps, seg=cond).float()
-            if callback is not None:
-                callback(i, x, float(t), eps)
-            if sampler == "ddpm":
-                x = scheduler_step(self.scheduler, eps, t, x, generator).float()  # Gamma steps compute in float64
-            else:
-                x = ddim_step(self.scheduler, eps, t, t_prev, x, 0.0, generator)
+        x = reverse_diffusion(self.scheduler, x, lambda x_t, timesteps: self.denoiser(x_t, timesteps, seg=cond), grid,
+                              sampler, 0.0, generator, callback)  # fmt: skip
         return x, len(grid)
 
 
@@ -337,191 +293,3 @@ def with_denoiser(generator: LabelToImageGenerator, denoiser: nn.Module) -> Labe
         autoencoder=generator.autoencoder, latent_scale=generator.latent_scale, build_kwargs=generator.build_kwargs,
         loss=generator.build_kwargs.get("loss"),
     )  # fmt: skip
-
-
-class GeneratorInferer(Inferer):
-    """MONAI Inferer for SupervisedEvaluator: `inferer(cond_map, generator)` -> generated images (B, 1, H, W).
-
-    One torch.Generator seeded with `seed` serves all batches in order, so a rerun with the same seed, batch size and
-    data order gives the same images. `nfe` holds the network calls of the last batch.
-    """
-
-    def __init__(
-        self, sampler: str | None = None, steps: int | None = None, churn: ChurnSpec | None = None, seed: int = 0
-    ) -> None:
-        super().__init__()
-        self.sampler, self.steps, self.churn, self.seed = sampler, steps, churn, seed
-        self.random: torch.Generator | None = None
-        self.nfe = 0
-
-    def __call__(self, inputs: Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> Tensor:  # type: ignore[override]
-        if self.random is None or self.random.device != inputs.device:
-            self.random = torch.Generator(inputs.device).manual_seed(self.seed)
-        images, self.nfe = network.sample(
-            inputs, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=self.random
-        )
-        return images
-
-
-class GeneratorCheckpoint(nn.Module):
-    """The generator in a `save_generator` file, loaded at its first use: bundle configs are instantiated (property
-    checks, workflow initialisation) before training has written the file. `sample` forwards to the generator."""
-
-    def __init__(
-        self, path: str | Path, map_location: str | torch.device = "cpu", autoencoder_path: str | Path | None = None
-    ) -> None:
-        super().__init__()
-        self.path, self.map_location, self.autoencoder_path = path, map_location, autoencoder_path
-        self._generator: LabelToImageGenerator | None = None
-
-    @property
-    def generator(self) -> LabelToImageGenerator:
-        """The loaded generator (`load_generator`, in eval mode)."""
-        if self._generator is None:
-            self._generator = load_generator(self.path, self.map_location, self.autoencoder_path).eval()
-        return self._generator
-
-    def sample(self, cond_map: Tensor, **kwargs: Any) -> tuple[Tensor, int]:
-        """`LabelToImageGenerator.sample` of the loaded generator."""
-        return self.generator.sample(cond_map, **kwargs)
-
-
-def plain(value: Any, what: str) -> Any:
-    """`value` as checkpoint-safe data: tensors (moved to CPU), str, int, float, bool, None, lists and str-keyed dicts
-    (tuples become lists); anything else raises ConfigValueError naming `what`."""
-    if isinstance(value, Tensor):
-        return value.detach().cpu()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [plain(v, what) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: plain(v, what) for k, v in value.items()}
-    raise ConfigValueError(
-        f"{what} holds {value!r} ({type(value).__name__}); checkpoints store only tensors, numbers, strings, lists and "
-        "str-keyed dicts"
-    )
-
-
-def _write_checkpoint(path: str | Path, checkpoint: dict, extra: dict | None) -> Path:
-    clash = sorted(set(extra or {}) & set(checkpoint))
-    if clash:
-        raise ConfigValueError(f"extra keys {clash} are reserved checkpoint fields; rename them")
-    checkpoint.update(plain(dict(extra or {}), "extra"))
-    path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), suffix=".pt")
-    return path
-
-
-def save_generator(path: str | Path, generator: LabelToImageGenerator, extra: dict | None = None) -> Path:
-    """Write the generator atomically: {"format", "model", "image_size", "noise", "latent_scale", "build_kwargs",
-    "state_dict", **extra} (state_dict includes the Gamma-VAE of latent models); returns the path."""
-    checkpoint = {
-        "format": GENERATOR_FORMAT,
-        "model": generator.model,
-        "image_size": int(generator.image_size),
-        "noise": generator.noise,
-        "latent_scale": float(generator.latent_scale),
-        "build_kwargs": plain(generator.build_kwargs, "build_kwargs"),
-        "state_dict": plain(dict(generator.state_dict()), "state_dict"),
-    }
-    return _write_checkpoint(path, checkpoint, extra)
-
-
-def save_autoencoder(
-    path: str | Path, autoencoder: GammaVAE, build_kwargs: dict, extra: dict | None = None
-) -> Path:
-    """Write a Gamma-VAE atomically: {"format", "build_kwargs" (its GammaVAE arguments), "state_dict", **extra}."""
-    checkpoint = {
-        "format": AUTOENCODER_FORMAT,
-        "build_kwargs": plain(build_kwargs, "build_kwargs"),
-        "state_dict": plain(dict(autoencoder.state_dict()), "state_dict"),
-    }
-    return _write_checkpoint(path, checkpoint, extra)
-
-
-def _read_checkpoint(path: str | Path, expected: str, map_location: str | torch.device = "cpu") -> dict:
-    """The checkpoint dict at `path` after checking it is a file of format `expected` with all its fields."""
-    path, name = Path(path), _CHECKPOINT_NAMES[expected]
-    checkpoint = read_torch_file(path, f"{name} checkpoint", _CHECKPOINT_HINTS[expected], map_location)
-    found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
-    if found != expected:
-        if found in _CHECKPOINT_NAMES:
-            holds = f"format {found!r} (a {_CHECKPOINT_NAMES[found]} checkpoint)"
-        elif isinstance(checkpoint, dict):
-            holds = f"a dict with keys {sorted(map(str, checkpoint))[:8]}"
-        else:
-            holds = f"a {type(checkpoint).__name__}"
-        raise CorruptFileError(f"{path} is not a {name} checkpoint: it holds {holds}; expected format {expected!r}")
-    missing = [key for key in _CHECKPOINT_KEYS[expected] if key not in checkpoint]
-    if missing:
-        raise CorruptFileError(f"{name} checkpoint {path} lacks the fields {missing}")
-    return checkpoint
-
-
-def read_autoencoder_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """The dict of a `save_autoencoder` file ({"build_kwargs", "state_dict", ...}), checked."""
-    return _read_checkpoint(path, AUTOENCODER_FORMAT, map_location)
-
-
-def load_state(module: nn.Module, state_dict: dict[str, Tensor], path: str | Path, what: str) -> None:
-    """`module.load_state_dict(state_dict)`, or CorruptFileError naming `path` and the keys and shapes that differ."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    resized = [
-        f"{k} {tuple(state_dict[k].shape)} instead of {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or resized:
-        parts = [
-            f"{label} ({len(items)}): {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
-            for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shapes", resized))
-            if items
-        ]
-        raise CorruptFileError(
-            f"{path}: its state_dict does not match the {what} its build_kwargs describe; {'; '.join(parts)}"
-        )
-    module.load_state_dict(state_dict)
-
-
-def load_autoencoder(path: str | Path, map_location: str | torch.device = "cpu") -> GammaVAE:
-    """The Gamma-VAE of a `save_autoencoder` file, on `map_location`."""
-    checkpoint = read_autoencoder_checkpoint(path, map_location)
-    try:
-        autoencoder = GammaVAE(**checkpoint["build_kwargs"])
-    except (TypeError, ValueError) as err:
-        raise CorruptFileError(
-            f"autoencoder checkpoint {path} records GammaVAE arguments {checkpoint['build_kwargs']} that build no "
-            f"Gamma-VAE ({err})"
-        ) from err
-    load_state(autoencoder, checkpoint["state_dict"], path, "Gamma-VAE")
-    return autoencoder.to(map_location)
-
-
-def load_generator(
-    path: str | Path, map_location: str | torch.device = "cpu", autoencoder_path: str | Path | None = None
-) -> LabelToImageGenerator:
-    """The generator of a `save_generator` file, on `map_location`.
-
-    `autoencoder_path` (latent models only): a `save_autoencoder` file whose weights replace the stored Gamma-VAE's
-    (`LabelToImageGenerator.load_autoencoder_weights`).
-    """
-    from echodiff.generation.models import (
-        build_generator,  # models builds on this module
-    )
-
-    checkpoint = _read_checkpoint(path, GENERATOR_FORMAT, map_location)
-    try:
-        generator = build_generator(**checkpoint["build_kwargs"], latent_scale=checkpoint["latent_scale"])
-    except (EchoDataError, TypeError) as err:
-        raise CorruptFileError(
-            f"generator checkpoint {path} records build_kwargs that build no generator ({type(err).__name__}: {err})"
-        ) from err
-    load_state(generator, checkpoint["state_dict"], path, f"{generator.model!r} generator")
-    if autoencoder_path is not None:
-        generator.load_autoencoder_weights(autoencoder_path)
-    return generator.to(map_location)

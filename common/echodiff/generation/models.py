@@ -41,7 +41,8 @@ from torch import nn
 
 from echodiff.data.conditioning import N_CONDITION_CLASSES
 from echodiff.errors import ConfigKeyError, ConfigValueError, as_flag
-from echodiff.generation.generator import LabelToImageGenerator, plain
+from echodiff.generation.checkpoint_files import checkpoint_safe
+from echodiff.generation.generator import LabelToImageGenerator
 from echodiff.networks import GammaVAE, build_precond
 from echodiff.schedulers import NOISE_SCHEDULERS, get_noise_scheduler
 
@@ -115,7 +116,7 @@ def _merged(base: dict, overrides: dict | None, target: type[nn.Module], fixed: 
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ConfigKeyError(f"{what} has unknown keys {unknown}; expected keys of {target.__name__}: {allowed}")
-    return plain({**base, **overrides}, what)
+    return checkpoint_safe({**base, **overrides}, what)
 
 
 def autoencoder_kwargs(model: str, autoencoder: dict | None = None, paper_scale: bool = False) -> dict:
@@ -205,7 +206,7 @@ def build_generator(
         spatial_dims=2, in_channels=channels, out_channels=channels, label_nc=N_CONDITION_CLASSES, **network_kwargs
     )
     scheduler = None
-    diffusion_kwargs = plain({**(SDM_SCHEDULER if model == "sdm" else {}), **(diffusion or {})}, "diffusion")
+    diffusion_kwargs = checkpoint_safe({**(SDM_SCHEDULER if model == "sdm" else {}), **(diffusion or {})}, "diffusion")
     try:
         if model == "sdm":
             scheduler = get_noise_scheduler(noise, "ddpm", **diffusion_kwargs)
@@ -215,7 +216,7 @@ def build_generator(
     except TypeError as err:
         what = "the DDPM noise scheduler" if model == "sdm" else f"{PRECONDITIONING[model].upper()} preconditioning"
         raise ConfigKeyError(f"diffusion={diffusion_kwargs} does not fit {what} of model {model!r}: {err}") from err
-    loss_kwargs = plain(dict(loss or {}), "loss")
+    loss_kwargs = checkpoint_safe(dict(loss or {}), "loss")
     build_kwargs = dict(
         model=model, image_size=image_size, noise=noise, network=network_kwargs, autoencoder=vae_kwargs,
         diffusion=diffusion_kwargs, **({"loss": loss_kwargs} if loss_kwargs else {}),

@@ -54,7 +54,7 @@ from echodiff.data.camus import (
     write_camus_nifti,
     write_split_file,
 )
-from echodiff.data.conditioning import N_CONDITION_CLASSES, condition_map
+from echodiff.data.conditioning import N_CONDITION_CLASSES, camus_labels_of_condition, condition_map
 from echodiff.errors import ConfigValueError, ShapeMismatchError
 from echodiff.io import atomic_write
 from echodiff.samplers import ChurnSpec
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 __all__ = [
     "GeneratorFn",
     "MANIFEST",
-    "camus_labels_of_condition",
     "case_seed",
     "generator_fn",
     "source_condition_map",
@@ -80,14 +79,6 @@ MANIFEST = "manifest.jsonl"
 RECORDS = "manifest_records"
 SETTINGS = "synthesis.json"
 # CAMUS label of each condition class: outside sector 0, LV cavity 1, in-sector tissue 0, myocardium 2, LA 3
-_CAMUS_LABEL_OF_CONDITION = np.array([0, 1, 0, 2, 3], dtype=np.uint8)
-
-
-def camus_labels_of_condition(cond: np.ndarray) -> np.ndarray:
-    """CAMUS labels 0..3 (uint8) of a conditioning map 0..4: 1 -> 1, 3 -> 2, 4 -> 3, 0 and 2 -> 0."""
-    return _CAMUS_LABEL_OF_CONDITION[np.asarray(cond, dtype=np.int64)]
-
-
 def case_seed(seed: int, source_index: int, k: int) -> int:
     """Seed (0 <= s < 2**32) of copy k of source frame `source_index`, mixed from the run seed by `SeedSequence`."""
     return int(np.random.SeedSequence([seed, source_index, k]).generate_state(1)[0])
@@ -394,14 +385,14 @@ class GeneratorFn:
     @torch.no_grad()
     def __call__(self, cond_maps: torch.Tensor, seeds: Sequence[int]) -> tuple[torch.Tensor, int]:
         cond_maps = cond_maps.to(self.device)
-        generators = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
+        rngs = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
         if self.churn is None and self.generator.scheduler is None:
             # deterministic ODE sampling: the start noise is the only randomness
-            noise = rng.randn(self.generator.diffusion_shape(cond_maps), generators, device=self.device)
+            noise = rng.randn(self.generator.diffusion_shape(cond_maps), rngs, device=self.device)
             images, nfe = self.generator.sample(cond_maps, sampler=self.sampler, steps=self.steps, noise=noise)
         else:
             images, nfe = self.generator.sample(
-                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=generators
+                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rngs
             )
         return images.float().cpu(), nfe
 

@@ -23,7 +23,7 @@ from monai.utils import CommonKeys as Keys
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
-from echodiff.generation.generator import save_autoencoder, save_generator
+from echodiff.generation.checkpoints import save_autoencoder, save_generator
 
 __all__ = [
     "AutoencoderEvalStep",

@@ -21,29 +21,12 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.networks.schedulers import Scheduler
 from monai.networks.utils import one_hot
-from tqdm import tqdm
 
-from echodiff.errors import ConfigKeyError, ConfigValueError, LabelValueError, MissingFileError, ShapeMismatchError
-from echodiff.schedulers.sampling import ddim_step, ddim_timesteps, scheduler_noise, scheduler_prior
+from echodiff.data.masks import mask_to_x0, x0_to_probabilities
+from echodiff.errors import ConfigKeyError, ConfigValueError, MissingFileError, ShapeMismatchError
+from echodiff.schedulers.sampling import STEP_RULES, reverse_diffusion, reverse_grid, scheduler_noise, scheduler_prior
 
-STEP_RULES = ("ddpm", "ddim")
 UNCERTAINTIES = ("variance", "entropy")
-
-
-def mask_to_x0(label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """x_0 = one_hot(label) * 2 - 1 (Guo et al. 2022): labels (B, 1, H, W) -> (B, C, H, W) in {-1, 1}."""
-    if label.ndim != 4 or label.shape[1] != 1:
-        raise ShapeMismatchError(f"label map has shape {tuple(label.shape)}; expected (B, 1, H, W)")
-    label = torch.as_tensor(label).long()
-    if label.numel() and (label.min() < 0 or label.max() >= num_classes):
-        found = sorted(torch.unique(label).tolist())
-        raise LabelValueError(f"label map has values {found}; expected class indices 0..{num_classes - 1}")
-    return one_hot(label, num_classes, dtype=torch.float32, dim=1) * 2 - 1
-
-
-def x0_to_probabilities(x0: torch.Tensor) -> torch.Tensor:
-    """Class scores in [0, 1] from mask samples in [-1, 1]: (x_0 + 1) / 2, clipped (the inverse of `mask_to_x0`)."""
-    return ((x0 + 1) / 2).clamp(0, 1)
 
 
 def ensemble_uncertainty(probabilities: torch.Tensor, kind: str = "variance") -> torch.Tensor:
@@ -199,11 +182,7 @@ class PDDPMInferer(Inferer):
 
     def reverse_steps(self) -> list[tuple[int, int]]:
         """(t, t_prev) MONAI timesteps of the reverse process, from t_prime - 1 to 0 (t_prev = -1 after the last)."""
-        if self.step_rule == "ddpm":
-            grid = list(range(self.t_prime - 1, -1, -1))
-        else:
-            grid = ddim_timesteps(self.t_prime, self.steps)
-        return list(zip(grid, [*grid[1:], -1]))
+        return reverse_grid(self.t_prime, self.step_rule, self.steps)
 
     @torch.no_grad()
     def sample(
@@ -214,13 +193,10 @@ class PDDPMInferer(Inferer):
         self.check_image(inputs)
         x = self.start(inputs, generator)
         condition = inputs.repeat(self.ensemble, 1, 1, 1).to(x.dtype)
-        for t, t_prev in tqdm(self.reverse_steps(), desc="PD-DDPM", disable=not self.progress):
-            timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            eps = network(torch.cat([x, condition], dim=1), timesteps=timesteps).to(x.dtype)
-            if self.step_rule == "ddpm":
-                x, _ = self.scheduler.step(eps, t, x, generator=generator)
-            else:
-                x = ddim_step(self.scheduler, eps, t, t_prev, x, self.eta, generator)
+        x = reverse_diffusion(
+            self.scheduler, x, lambda x_t, timesteps: network(torch.cat([x_t, condition], dim=1), timesteps=timesteps),
+            self.reverse_steps(), self.step_rule, self.eta, generator, progress="PD-DDPM" if self.progress else None,
+        )  # fmt: skip
         return x.reshape(self.ensemble, inputs.shape[0], *x.shape[1:])
 
     def __call__(  # type: ignore[override]

@@ -14,7 +14,6 @@ from echodiff.schedulers.gamma import (
     sample_gamma,
 )
 from echodiff.schedulers.sampling import (
-    SchedulerNoisePrepareBatch,
     ddim_step,
     ddim_timesteps,
     scheduler_noise,
@@ -29,7 +28,6 @@ NOISE_SCHEDULERS: dict[str, dict[str, type[Scheduler]]] = {
 
 __all__ = [
     "NOISE_SCHEDULERS",
-    "SchedulerNoisePrepareBatch",
     "GammaDDIMScheduler",
     "GammaDDPMScheduler",
     "GammaNoiseMixin",

@@ -1,16 +1,16 @@
-"""Discrete-time sampling helpers shared by every DDPM-type model (PD-DDPM, SDM): noise of the scheduler's kind and
-DDIM steps on an arbitrary timestep grid (MONAI's `DDIMScheduler.step` assumes a fixed stride from T), and the training
-batches that draw that noise for their own timesteps."""
+"""Discrete-time sampling shared by every DDPM-type model (PD-DDPM, SDM): noise of the scheduler's kind, DDIM steps on an
+arbitrary timestep grid (MONAI's `DDIMScheduler.step` assumes a fixed stride from T), and the one reverse-diffusion
+loop. The training batches that draw that noise are in `echodiff.engines.diffusion_batches`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
-from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.networks.schedulers import Scheduler
+from tqdm import tqdm
 
+from echodiff.errors import ConfigKeyError
 from echodiff.rng import Generators, is_per_sample, per_sample
 from echodiff.schedulers.ddim import ddim_update
 from echodiff.schedulers.gamma import GammaNoiseMixin
@@ -79,41 +79,39 @@ def ddim_step(
                        lambda: scheduler_noise(scheduler, x_t, t_prev, generator))  # fmt: skip
 
 
-class SchedulerNoisePrepareBatch(DiffusionPrepareBatch):
-    """MONAI's DiffusionPrepareBatch with the training noise of the scheduler's kind (`scheduler_noise`): standardised
-    Gamma noise for the Gamma schedulers (Nachmani et al. 2021, training target eps), N(0, I) otherwise.
+STEP_RULES = ("ddpm", "ddim")
 
-    Gamma noise depends on the timestep, but MONAI's `__call__` draws the noise before the timesteps, so `__call__` here
-    draws the timesteps first (`get_timesteps`, uniform over 0..T-1 as in MONAI) and then the noise for exactly those
-    timesteps; the inferer receives both as `noise` / `timesteps`. Subclasses change what is diffused and what
-    conditions it through `sample_and_condition`.
-    """
 
-    def __init__(self, scheduler: Scheduler, condition_name: str | None = None) -> None:
-        super().__init__(num_train_timesteps=scheduler.num_train_timesteps, condition_name=condition_name)
-        self.scheduler = scheduler
+def reverse_grid(t_start: int, step_rule: str, steps: int | None = None) -> list[tuple[int, int]]:
+    """(t, t_prev) MONAI timesteps of a reverse process from t_start - 1 down to 0 (t_prev = -1 after the last):
+    every timestep ("ddpm") or `steps` of them (`ddim_timesteps`, "ddim")."""
+    if step_rule not in STEP_RULES:
+        raise ConfigKeyError(f"unknown step rule {step_rule!r}; expected one of {', '.join(STEP_RULES)}")
+    grid = list(range(t_start - 1, -1, -1)) if step_rule == "ddpm" else ddim_timesteps(t_start, int(steps or t_start))
+    return list(zip(grid, [*grid[1:], -1]))
 
-    def get_noise(self, images: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Noise of the scheduler's kind for each image at its own timestep."""
-        return scheduler_noise(self.scheduler, images, timesteps)
 
-    def sample_and_condition(
-        self, batchdata: Any, device: str | torch.device | None, non_blocking: bool, **kwargs: Any
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The diffused sample x_0 (the batch's images) and the inferer's conditioning keyword arguments."""
-        images, _ = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
-        if self.condition_name is None or not isinstance(batchdata, Mapping):
-            return images, {}
-        return images, {"condition": batchdata[self.condition_name].to(device, non_blocking=non_blocking, **kwargs)}
-
-    def __call__(
-        self,
-        batchdata: dict[str, torch.Tensor],
-        device: str | torch.device | None = None,
-        non_blocking: bool = False,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
-        x0, condition = self.sample_and_condition(batchdata, device, non_blocking, **kwargs)
-        timesteps = self.get_timesteps(x0)
-        noise = self.get_noise(x0, timesteps)
-        return x0, self.get_target(x0, noise, timesteps), (), {"noise": noise, "timesteps": timesteps, **condition}
+def reverse_diffusion(
+    scheduler: Scheduler,
+    x: torch.Tensor,
+    predict_eps: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    grid: Sequence[tuple[int, int]],
+    step_rule: str,
+    eta: float = 0.0,
+    generator: Generators = None,
+    callback: Callable[[int, torch.Tensor, float, torch.Tensor], None] | None = None,
+    progress: str | None = None,
+) -> torch.Tensor:
+    """The reverse process of every DDPM-type model (SDM, PD-DDPM) over `grid` (`reverse_grid`): `predict_eps(x,
+    timesteps)` then a DDPM step (Ho et al. 2020, Alg. 2, `scheduler_step`) or a DDIM step (Song et al. 2021, Eq. 12,
+    `ddim_step` with `eta`). x keeps its dtype (Gamma steps compute in float64). `progress`: a tqdm label, or None."""
+    dtype = x.dtype
+    for i, (t, t_prev) in enumerate(tqdm(grid, desc=progress, disable=progress is None)):
+        eps = predict_eps(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)).to(dtype)
+        if callback is not None:
+            callback(i, x, float(t), eps)
+        if step_rule == "ddpm":
+            x = scheduler_step(scheduler, eps, t, x, generator).to(dtype)
+        else:
+            x = ddim_step(scheduler, eps, t, t_prev, x, eta, generator).to(dtype)
+    return x

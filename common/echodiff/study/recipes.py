@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import copy
 
+from echodiff.errors import ConfigKeyError
+from echodiff.generation.models import GENERATOR_MODELS, LATENT_MODELS
+
 __all__ = ["BUDGET_SHARES", "MIN_STAGE_MINUTES", "SCALES", "budget_shares", "scale_settings"]
 
 # fraction of --budget_minutes given to each training stage of a latent generator; the rest (about a quarter) covers
@@ -35,8 +38,6 @@ MIN_STAGE_MINUTES = 0.25  # a training stage given less than this cannot finish 
 def budget_shares(model: str) -> dict[str, float]:
     """`BUDGET_SHARES` for a latent model; a pixel-space model has no autoencoder stage and its diffusion stage gets
     the autoencoder's share too (the generator's minutes stay the same)."""
-    from echodiff.generation.models import LATENT_MODELS
-
     if model in LATENT_MODELS:
         return dict(BUDGET_SHARES)
     shares = {k: v for k, v in BUDGET_SHARES.items() if k != "autoencoder"}
@@ -105,9 +106,6 @@ SCALES: dict[str, dict] = {
 def scale_settings(scale: str, model: str | None = None) -> dict:
     """A deep copy of `SCALES[scale]` for generator `model` (default: the scale's): its "diffusion" settings are the
     scale's `diffusion_per_model[model]` updated with the shared "diffusion" ones."""
-    from echodiff.errors import ConfigKeyError
-    from echodiff.generation.models import GENERATOR_MODELS
-
     if scale not in SCALES:
         raise ConfigKeyError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
     settings = copy.deepcopy(SCALES[scale])

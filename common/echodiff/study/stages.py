@@ -33,11 +33,11 @@ from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
 from echodiff.bundle import find_bundle_root, load_bundle_network
-from echodiff.data.camus import holdout_view, list_camus
+from echodiff.data.camus import holdout_view, list_camus, read_camus_array
 from echodiff.engines.checkpoints import latest_checkpoint
 from echodiff.errors import ConfigValueError, EmptySplitError, MissingFileError
 from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
-from echodiff.generation.generator import load_generator
+from echodiff.generation.checkpoints import load_generator
 from echodiff.generation.grids import image_grid, label_overlay, write_png
 from echodiff.generation.synthesis import generator_fn, synthesize_dataset
 
@@ -294,7 +294,6 @@ def synthesize(ctx: StudyContext, folder: Path, source_dir: str, generator_path:
 
 def _reference_size(dataset_dir: Path, split: str) -> list[int]:
     """Grid of the first label map of the split: segmentations are scored there (native label grid)."""
-    from echodiff.data.camus import read_camus_array
 
     label = list_camus(dataset_dir, split)[0]["label"]
     return list(read_camus_array(label)[0].shape[-2:])

@@ -1,0 +1,37 @@
+"""MONAI inferer that samples a label-to-image generator (`echodiff.generation.LabelToImageGenerator`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from monai.inferers import Inferer
+from torch import Tensor, nn
+
+from echodiff.samplers import ChurnSpec
+
+__all__ = ["GeneratorInferer"]
+
+
+class GeneratorInferer(Inferer):
+    """MONAI Inferer for SupervisedEvaluator: `inferer(cond_map, generator)` -> generated images (B, 1, H, W).
+
+    One torch.Generator seeded with `seed` serves all batches in order, so a rerun with the same seed, batch size and
+    data order gives the same images. `nfe` holds the network calls of the last batch.
+    """
+
+    def __init__(
+        self, sampler: str | None = None, steps: int | None = None, churn: ChurnSpec | None = None, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.sampler, self.steps, self.churn, self.seed = sampler, steps, churn, seed
+        self.random: torch.Generator | None = None
+        self.nfe = 0
+
+    def __call__(self, inputs: Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> Tensor:  # type: ignore[override]
+        if self.random is None or self.random.device != inputs.device:
+            self.random = torch.Generator(inputs.device).manual_seed(self.seed)
+        images, self.nfe = network.sample(
+            inputs, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=self.random
+        )
+        return images
