@@ -222,7 +222,7 @@ def run_study(
     }  # fmt: skip
     records_now = dict(records)
     report = stage("report", {"settings": context}, lambda f: write_report(f, context, records_now, evaluation),
-                   [s for s in STAGES if s != "report"])  # fmt: skip
+                   [s for s in STAGES if s != "report" and s in records])  # fmt: skip
     say(report["markdown_table"])
     say(f"report: {work / 'report' / 'report.md'}")
     return report
