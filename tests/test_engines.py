@@ -240,3 +240,11 @@ def test_checked_checkpoint_loader_names_a_missing_garbage_or_misfit_file(tmp_pa
     good = tmp_path / "good.pt"
     torch.save({"model": torch.nn.Linear(3, 1).state_dict()}, good)
     CheckedCheckpointLoader(str(good), {"model": net})(trainer)
+
+
+def test_resuming_from_a_damaged_interval_checkpoint_names_it(tmp_path):
+    assert _run_with_inputs(tmp_path, 1, {"data": "a"}) == [1]
+    damaged = tmp_path / "checkpoint_epoch=1.pt"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(CorruptFileError, match=rf"{damaged} cannot be read as a torch checkpoint .*expected a resume checkpoint"):
+        _run_with_inputs(tmp_path, 2, {"data": "a"})

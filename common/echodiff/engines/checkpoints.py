@@ -51,6 +51,7 @@ class CheckedCheckpointLoader(CheckpointLoader):
 
     def __call__(self, engine: Engine) -> None:
         read_torch_file(self.load_path, self.name, self.hint)
+        max_epochs = engine.state.max_epochs
         try:
             super().__call__(engine)
         except RuntimeError as error:
@@ -60,10 +61,17 @@ class CheckedCheckpointLoader(CheckpointLoader):
                 f"{self.load_path} does not fit the network of this config ({str(error).splitlines()[0]}); expected a "
                 f"{self.name} trained with the same network settings (e.g. filters, image_size, number of classes)"
             ) from error
+        except ValueError as error:  # MONAI: the checkpoint's trainer has run more epochs than max_epochs
+            if "in checkpoint is larger than" not in str(error):
+                raise
+            raise ConfigValueError(
+                f"{self.load_path} has trained {engine.state.epoch} epochs, more than max_epochs={max_epochs}; raise "
+                "--max_epochs to continue, or start over with --resume false"
+            ) from error
 
 
-class ResumeCheckpointLoader(CheckpointLoader):
-    """MONAI's CheckpointLoader for resuming: LR schedulers take their progress (step count, last LR) from the
+class ResumeCheckpointLoader(CheckedCheckpointLoader):
+    """`CheckedCheckpointLoader` for resuming: LR schedulers take their progress (step count, last LR) from the
     checkpoint but keep the schedule the current config defines (e.g. `t_total` of a warm-up cosine schedule), just
     as the trainer keeps the current `max_epochs`; a run resumed with more epochs then stretches its schedule instead of
     running past the end of the old one."""
@@ -74,21 +82,13 @@ class ResumeCheckpointLoader(CheckpointLoader):
             for name, obj in self.load_dict.items() if isinstance(obj, LRScheduler)
         }
         full = self.load_dict
-        saved = torch.load(self.load_path, map_location="cpu", weights_only=True).keys()
+        saved = read_torch_file(self.load_path, self.name, self.hint).keys()
         absent = [k for k, obj in full.items() if isinstance(obj, BestMetricState) and k not in saved]
         if absent:  # a checkpoint written before the best score was saved: resume without it
             self.logger.warning(f"{self.load_path} holds no {absent}; the best validation score restarts empty.")
             self.load_dict = {k: v for k, v in full.items() if k not in absent}
-        max_epochs = engine.state.max_epochs
         try:
             super().__call__(engine)
-        except ValueError as error:
-            if "in checkpoint is larger than" not in str(error):
-                raise
-            raise ConfigValueError(
-                f"{self.load_path} has trained {engine.state.epoch} epochs, more than max_epochs={max_epochs}; raise "
-                "--max_epochs to continue, or start over with --resume false"
-            ) from error
         finally:
             self.load_dict = full
         for name, schedule in schedules.items():
@@ -183,4 +183,5 @@ def resume_handlers(
     path = latest_checkpoint(ckpt_dir) if enabled else None
     if path is None:
         return []
-    return [ResumeCheckpointLoader(load_path=path, load_dict=load_dict, map_location=torch.device("cpu"), strict=True)]
+    return [ResumeCheckpointLoader(load_path=path, load_dict=load_dict, map_location=torch.device("cpu"), strict=True,
+                                   name="resume checkpoint", hint="delete it or start over with --resume false")]
