@@ -290,3 +290,15 @@ def list_echonet_videos(root: str | Path, split: str | None = None) -> list[dict
             f"Videos/<FileName>.avi"
         )
     return items
+
+
+def check_traced_videos(root: str | Path) -> None:
+    """Refuse tracings of videos that are not in Videos/ (a scored set must not silently lose traced videos)."""
+    root = Path(root)
+    missing = sorted(name for name in read_tracings(root) if not (root / "Videos" / f"{name}.avi").is_file())
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise MissingFileError(
+            f"{root / 'VolumeTracings.csv'} traces {len(missing)} video(s) missing from {root / 'Videos'} ({shown}); "
+            f"expected Videos/<FileName>.avi for every traced video (add them, or remove their tracing rows)"
+        )

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from echodiff.data.camus import list_camus, read_camus_frame
-from echodiff.data.echonet import list_echonet, load_echonet_item
+from echodiff.data.echonet import check_traced_videos, list_echonet, load_echonet_item
 from echodiff.io import atomic_write_json
 from echodiff.metrics.cardiac import frame_detection_error, pearson_r, segmentation_dice_at_threshold
 
@@ -36,6 +36,7 @@ def evaluate_echonet(
     clip_length: int, device: str | torch.device = "cpu", lv_channel: int = 1, progress: bool = True,
 ) -> dict:  # fmt: skip
     """EchoNet-Dynamic scores (module docstring) of every traced video of `split` (None: all)."""
+    check_traced_videos(dataset_dir)
     rows, start, frames_seen = [], time.perf_counter(), 0
     for item in tqdm(list_echonet(dataset_dir, split), desc="EchoNet videos", unit="video", disable=not progress,
                      dynamic_ncols=True):  # fmt: skip

@@ -43,8 +43,9 @@ def load_weights(network: nn.Module, ckpt_path: str | os.PathLike, name: str = "
     try:
         network.load_state_dict(state)
     except RuntimeError as err:
+        lines = str(err).strip().splitlines()
         raise CorruptFileError(
-            f"{ckpt_path} does not fit the network of this config ({str(err).strip().splitlines()[0]}); expected a "
+            f"{ckpt_path} does not fit the network of this config ({lines[min(1, len(lines) - 1)].strip()}); expected a "
             f"{name} of the same network settings (filters, k_blocks / n_layers, classes)"
         ) from err
     return network.eval()
