@@ -51,15 +51,16 @@ class LVProbability(nn.Module):
 @torch.no_grad()
 def predict_lv(
     network: nn.Module, frames: Tensor, clip_length: int, out_size: Sequence[int] | None = None,
-    device: str | torch.device = "cpu", windows_per_batch: int = 4, lv_channel: int = 1,
+    device: str | torch.device = "cpu", windows_per_batch: int | None = None, lv_channel: int = 1,
 ) -> Tensor:  # fmt: skip
     """LV probabilities (T, H, W) of `frames` (T, H, W) in [0, 1] at the network's size, bilinearly resized to
-    `out_size` (the video's own grid) when given."""
+    `out_size` (the video's own grid) when given; `windows_per_batch` defaults to about 64 frames per batch."""
     if len(frames) < clip_length:
         raise ShapeMismatchError(
             f"video of {len(frames)} frames is shorter than the student's window clip_length={clip_length}; expected "
             f"at least clip_length frames"
         )
+    windows_per_batch = windows_per_batch or max(1, 64 // clip_length)
     inferer = SlidingWindowInferer(roi_size=(clip_length, *frames.shape[1:]), sw_batch_size=windows_per_batch,
                                    overlap=0.0, mode="constant", progress=False)  # fmt: skip
     model = LVProbability(network, lv_channel).to(device).eval()
