@@ -33,6 +33,7 @@ from echodiff.errors import ConfigValueError, CorruptFileError, MissingFileError
 from echodiff.losses import SoftMaskDistillationLoss, student_channels
 from echodiff.networks import ConvLSTMSegmenter, FrameWise
 from monai.networks.nets import DynUNet
+from monai.transforms import Affined, Compose
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = [32, 32]
@@ -117,6 +118,25 @@ def test_clips_are_windows_of_frames_with_their_targets(teacher, dfkd_teacher, p
     assert torch.allclose(item["label"].sum(0), torch.ones(8, 32, 32), atol=0.01)
     with pytest.raises(ShapeMismatchError, match="has 24 frame\\(s\\), fewer than the student's window clip_length=25"):
         DistillationClips(sources, tmp_path, SIZE, clip_length=25)[0]
+
+
+def test_augmentation_moves_frames_and_targets_together_and_keeps_distributions(teacher, dfkd_teacher, phantom_echonet,
+                                                                               tmp_path):  # fmt: skip
+    sources = list_sources(phantom_echonet, "training")
+    produce_targets(teacher, dfkd_teacher, sources, tmp_path, SIZE, progress=False)
+    shift = Compose([Affined(["image", "label"], translate_params=(3.0, -2.0), mode="bilinear",
+                             padding_mode=["zeros", "border"])])  # fmt: skip
+    plain = DistillationClips(sources, tmp_path, SIZE, clip_length=4, random_window=False)[0]
+    moved = DistillationClips(sources, tmp_path, SIZE, clip_length=4, random_window=False, augmentation=shift)[0]
+    assert not torch.allclose(plain["image"], moved["image"])
+    assert torch.allclose(moved["label"].sum(0), torch.ones(4, 32, 32), atol=0.02)
+    # a shift by whole pixels moves image and targets alike: find it from the image, check it on the targets
+    offsets = [(dy, dx) for dy in range(-6, 7) for dx in range(-6, 7)]
+    errors = [(plain["image"].roll((dy, dx), (-2, -1)) - moved["image"])[..., 8:-8, 8:-8].abs().mean() for dy, dx in offsets]
+    dy, dx = offsets[int(torch.stack(errors).argmin())]
+    assert abs(dy) + abs(dx) == 5 and float(torch.stack(errors).min()) < 1e-4
+    assert torch.allclose(plain["label"].roll((dy, dx), (-2, -1))[..., 8:-8, 8:-8], moved["label"][..., 8:-8, 8:-8],
+                          atol=0.05)  # fmt: skip
 
 
 def test_missing_targets_name_the_file_and_the_command(phantom_echonet, tmp_path):

@@ -4,7 +4,7 @@ section 3: clips of `clip_length` frames, targets = teacher probabilities)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from monai.transforms import Randomizable
@@ -22,6 +22,9 @@ __all__ = ["DistillationClips"]
 class DistillationClips(Dataset, Randomizable):
     """Items {"image": (1, L, H, W) float32 in [0, 1], "label": (C, L, H, W) float32 teacher probabilities} with
     L = `clip_length`: a random window of each source when `random_window`, else its first window (validation).
+    `augmentation` (e.g. MONAI RandAffined on "image" and "label", intensity transforms on "image") sees the clip as
+    2D channels, image (L, H, W) and label (L * C, H, W), so every frame and class gets the same spatial transform;
+    interpolated teacher probabilities stay distributions (bilinear, border padding for the label).
 
     Frames and targets are read on first use (the targets may be produced after the dataset is built) and kept in
     memory as uint8 (a 64 px frame with 4 classes: 20 kB). A source shorter than `clip_length` is refused: the
@@ -35,12 +38,14 @@ class DistillationClips(Dataset, Randomizable):
         image_size: Sequence[int],
         clip_length: int = 1,
         random_window: bool = True,
+        augmentation: Callable | None = None,
         progress: bool = False,
     ) -> None:
         if int(clip_length) < 1:
             raise ConfigValueError(f"clip_length={clip_length}; expected at least 1 frame")
         self.sources, self.targets_dir, self.image_size = list(sources), targets_dir, list(image_size)
         self.clip_length, self.random_window, self.progress = int(clip_length), random_window, progress
+        self.augmentation = augmentation
         self._clips: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # read on first use: targets come later
         self.set_random_state(seed=0)
 
@@ -70,8 +75,11 @@ class DistillationClips(Dataset, Randomizable):
         last = len(frames) - self.clip_length
         start = int(self.R.randint(0, last + 1)) if self.random_window and last > 0 else 0
         window = slice(start, start + self.clip_length)
-        return {"image": frames[window][None].float() / 255.0,
-                "label": target[window].permute(1, 0, 2, 3).float() / 255.0}  # fmt: skip
+        image, label = frames[window].float() / 255.0, target[window].float() / 255.0  # (L, H, W), (L, C, H, W)
+        if self.augmentation is not None:  # frames and classes as channels: one 2D transform for the whole clip
+            out = self.augmentation({"image": image, "label": label.flatten(0, 1)})
+            image, label = torch.as_tensor(out["image"]), torch.as_tensor(out["label"]).unflatten(0, label.shape[:2])
+        return {"image": image[None].float(), "label": label.permute(1, 0, 2, 3).float()}
 
     def randomize(self, data: object = None) -> None:  # windows are drawn in __getitem__
         return None
