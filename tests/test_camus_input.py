@@ -8,7 +8,8 @@ import pytest
 import torch
 from echodiff.data import LoadResizedCAMUSd
 from echodiff.data.camus import LoadCAMUSd, list_camus
-from monai.transforms import Compose, Resized, ScaleIntensityRanged
+from monai.data import CacheDataset
+from monai.transforms import Compose, RandAffined, Resized, ScaleIntensityRanged
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +41,23 @@ def test_only_the_named_keys_are_loaded(item: dict):
     data = LoadResizedCAMUSd([32, 32], keys="image")(item)
     assert data["image"].shape == (1, 32, 32) and data["label"] == item["label"]  # the path is left as it was
     assert LoadResizedCAMUSd([32, 32])({"image": item["image"]})["image"].shape == (1, 32, 32)  # no label: skipped
+
+
+def test_cached_and_followed_by_random_transforms_as_the_three_transforms_written_out(phantom_camus: Path):
+    """A deterministic transform: CacheDataset caches its output and a random transform after it draws the same seeds."""
+    items = list_camus(phantom_camus, "training")[:2]
+
+    def augmented(transforms: list) -> list[torch.Tensor]:
+        rotate = RandAffined(["image", "label"], prob=1.0, rotate_range=0.3, mode=["bilinear", "nearest"])
+        pipeline = Compose([*transforms, rotate])
+        pipeline.set_random_state(seed=0)
+        dataset = CacheDataset(items, pipeline, num_workers=0, progress=False)
+        assert dataset._cache[0]["image"].shape == (1, 32, 32)  # cached up to the first random transform
+        return [torch.as_tensor(dataset[i]["image"]) for i in range(len(items))]
+
+    written_out = augmented([
+        LoadCAMUSd(["image", "label"]),
+        ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+        Resized(["image", "label"], spatial_size=[32, 32], mode=["area", "nearest"]),
+    ])
+    assert all(torch.equal(a, b) for a, b in zip(augmented([LoadResizedCAMUSd([32, 32])]), written_out))

@@ -5,10 +5,9 @@ A library transform rather than shared JSON, because a bundle exported alone car
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
-from monai.transforms import Compose, Resized, ScaleIntensityRanged
-from monai.utils import ensure_tuple
+from monai.transforms import MapTransform, Resized, ScaleIntensityRanged
 
 from .camus import LoadCAMUSd
 
@@ -17,12 +16,14 @@ __all__ = ["LoadResizedCAMUSd"]
 CAMUS_INTENSITY_RANGE = (0.0, 255.0)  # the uint8 grey levels of the CAMUS releases
 
 
-class LoadResizedCAMUSd(Compose):
+class LoadResizedCAMUSd(MapTransform):
     """`LoadCAMUSd`, then image intensities 0..255 scaled to [0, 1] (clipped) and the image resized to `spatial_size`
     (area), the label map to `label_spatial_size` (nearest; default `spatial_size`).
 
     Only `keys` are loaded and resized (e.g. "image" alone for inference); absent keys are skipped. The image keeps the
     source `spatial_shape` and `original_affine` of `LoadCAMUSd`, so a prediction can be restored to the source grid.
+    A deterministic MapTransform, not a nested `Compose` (which MONAI treats as random): `CacheDataset` caches its
+    output, and the random transforms after it draw the same seeds as after the three transforms written out.
     """
 
     def __init__(
@@ -33,14 +34,21 @@ class LoadResizedCAMUSd(Compose):
         image_key: Hashable = "image",
         label_key: Hashable = "label",
     ) -> None:
-        keys = ensure_tuple(keys)
-        transforms = [LoadCAMUSd(keys, allow_missing_keys=True, image_key=image_key, label_key=label_key)]
-        if image_key in keys:
-            transforms += [
+        super().__init__(keys, allow_missing_keys=True)
+        self.transforms: list[MapTransform] = [
+            LoadCAMUSd(self.keys, allow_missing_keys=True, image_key=image_key, label_key=label_key)
+        ]
+        if image_key in self.keys:
+            self.transforms += [
                 ScaleIntensityRanged(image_key, *CAMUS_INTENSITY_RANGE, 0.0, 1.0, clip=True, allow_missing_keys=True),
                 Resized(image_key, spatial_size, mode="area", allow_missing_keys=True),
             ]
-        if label_key in keys:
+        if label_key in self.keys:
             label_size = spatial_size if label_spatial_size is None else label_spatial_size
-            transforms.append(Resized(label_key, label_size, mode="nearest", allow_missing_keys=True))
-        super().__init__(transforms)
+            self.transforms.append(Resized(label_key, label_size, mode="nearest", allow_missing_keys=True))
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for transform in self.transforms:
+            d = transform(d)
+        return d
