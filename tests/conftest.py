@@ -45,3 +45,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def dfkd_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny teacher for distillation plumbing: the segmentation bundle's DynUNet with filters 8, 16, 32
+    (4 CAMUS classes), saved as a plain state dict."""
+    import torch
+    from monai.networks.nets import DynUNet
+
+    torch.manual_seed(0)
+    teacher = DynUNet(2, 1, 4, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2],
+                      filters=[8, 16, 32], norm_name="instance")  # fmt: skip
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    torch.save(teacher.state_dict(), path)
+    return path

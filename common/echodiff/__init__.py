@@ -14,7 +14,7 @@ __version__ = "0.3.0"
 
 _SUBPACKAGES = (
     "bundle", "data", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses", "metrics", "networks",
-    "samplers", "schedulers", "study",
+    "samplers", "schedulers", "study", "distillation",
 )
 
 

@@ -150,8 +150,12 @@ def tracing_mask(coords: np.ndarray, height: int, width: int) -> np.ndarray:
     return (crossings_to_the_right % 2).astype(np.uint8)
 
 
+GREY_TOLERANCE = 4.0  # mean |R - G| + |G - B| of a grey video stored as colour (MJPG chroma rounding)
+
+
 def read_video(path: str | Path) -> np.ndarray:
-    """All frames of an AVI as grey uint8 (T, H, W), read with OpenCV."""
+    """All frames of an AVI as grey uint8 (T, H, W), read with OpenCV; colour frames whose channels differ (mean
+    channel difference above `GREY_TOLERANCE`, e.g. colour Doppler) are refused: echo videos are grey."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: video file not found")
@@ -162,6 +166,13 @@ def read_video(path: str | Path) -> np.ndarray:
             ok, frame = capture.read()
             if not ok:
                 break
+            if frame.ndim == 3 and len(frames) == 0:
+                spread = np.abs(np.diff(frame.astype(np.int16), axis=2)).sum(axis=2).mean()
+                if spread > GREY_TOLERANCE:
+                    raise ShapeMismatchError(
+                        f"{path} has colour frames ({frame.shape[2]} channels that differ by {spread:.1f} grey levels "
+                        f"on average); expected a grey echocardiography video (one channel, or equal channels)"
+                    )
             frames.append(frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
     finally:
         capture.release()
@@ -258,3 +269,36 @@ def load_echonet_item(item: dict) -> dict:
         "ed_mask": tracing_mask(item["ed_tracing"], height, width),
         "es_mask": tracing_mask(item["es_tracing"], height, width),
     }
+
+
+def list_echonet_videos(root: str | Path, split: str | None = None) -> list[dict]:
+    """One item per FileList.csv video present in Videos/ (tracings not needed): "video", "filename", "fps",
+    "n_frames", "split". For unlabelled video folders, e.g. synthetic clips or teacher-labelled distillation data."""
+    root = Path(root)
+    wanted = _split_filter(split)
+    videos = _require(root / "Videos", "video folder")
+    items = [
+        {"video": str(videos / f"{name}.avi"), "filename": name, "fps": float(info["FPS"]),
+         "n_frames": int(info["NumberOfFrames"]), "split": info["Split"],
+         "frame_size": (int(info["FrameHeight"]), int(info["FrameWidth"]))}
+        for name, info in read_filelist(root).items()
+        if (wanted is None or info["Split"] == wanted) and (videos / f"{name}.avi").is_file()
+    ]  # fmt: skip
+    if not items:
+        raise EmptySplitError(
+            f"{root}: no EchoNet-Dynamic videos in split {split!r}; expected FileList.csv rows with a matching "
+            f"Videos/<FileName>.avi"
+        )
+    return items
+
+
+def check_traced_videos(root: str | Path) -> None:
+    """Refuse tracings of videos that are not in Videos/ (a scored set must not silently lose traced videos)."""
+    root = Path(root)
+    missing = sorted(name for name in read_tracings(root) if not (root / "Videos" / f"{name}.avi").is_file())
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise MissingFileError(
+            f"{root / 'VolumeTracings.csv'} traces {len(missing)} video(s) missing from {root / 'Videos'} ({shown}); "
+            f"expected Videos/<FileName>.avi for every traced video (add them, or remove their tracing rows)"
+        )

@@ -307,6 +307,8 @@ def make_phantom_echonet(
                ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"],
                file_rows)
     _write_csv(root / "VolumeTracings.csv", ["FileName", "X1", "Y1", "X2", "Y2", "Frame"], tracing_rows)
+    manifest = {"kind": "echonet", "n_videos": n_videos, "n_frames": n_frames, "size": size, "seed": seed}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return root
 
 
@@ -350,42 +352,48 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-def ensure_phantom(path: str | os.PathLike | None = None, **kwargs) -> str:
-    """Return the path of a phantom CAMUS folder, building it with `make_phantom_camus(**kwargs)` if absent.
+def ensure_phantom(path: str | os.PathLike | None = None, kind: str = "camus", **kwargs) -> str:
+    """Return the path of a phantom folder, building it with `make_phantom_camus(**kwargs)` (or
+    `make_phantom_echonet` for `kind="echonet"`: cine clips) if absent.
 
-    Default: `$ECHODIFF_DATA/phantom_camus` (`ECHODIFF_DATA` defaults to `data`, relative to the working
+    Default: `$ECHODIFF_DATA/phantom_<kind>` (`ECHODIFF_DATA` defaults to `data`, relative to the working
     directory). The folder is built beside its final place and renamed in one step, so a killed run never
     leaves a half-written phantom. An existing phantom built with other arguments raises `EchoDataError`.
     """
-    target = Path(path) if path is not None else Path(os.environ.get("ECHODIFF_DATA", "data")) / "phantom_camus"
+    if kind not in PHANTOM_BUILDERS:
+        raise ConfigKeyError(f"phantom kind {kind!r}; expected one of {', '.join(PHANTOM_BUILDERS)}")
+    target = Path(path) if path is not None else Path(os.environ.get("ECHODIFF_DATA", "data")) / f"phantom_{kind}"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         building.chmod(0o755)  # mkdtemp makes it private; the phantom is shared data
         try:
-            make_phantom_camus(building, **kwargs)
+            PHANTOM_BUILDERS[kind](building, **kwargs)
             os.replace(building, target)
         except OSError:
             if not target.is_dir():  # a concurrent builder that finished first is fine
                 raise
         finally:
             shutil.rmtree(building, ignore_errors=True)
-    _check_manifest(target, kwargs)
+    _check_manifest(target, kind, kwargs)
     return str(target)
 
 
-def _check_manifest(target: Path, kwargs: dict) -> None:
+def _check_manifest(target: Path, kind: str, kwargs: dict) -> None:
     manifest_path = target / MANIFEST
     if not manifest_path.is_file():
         return
     built = json.loads(manifest_path.read_text())
-    parameters = inspect.signature(make_phantom_camus).parameters
+    parameters = inspect.signature(PHANTOM_BUILDERS[kind]).parameters
     defaults = {name: p.default for name, p in parameters.items() if name != "out_dir"}
-    wanted = {"kind": "camus", **defaults, **kwargs}
+    wanted = {"kind": kind, **defaults, **kwargs}
     if wanted != built:
         raise EchoDataError(
             f"phantom {target} was built with {built}, not {wanted}; delete it or pass another path."
         )
+
+
+PHANTOM_BUILDERS = {"camus": make_phantom_camus, "echonet": make_phantom_echonet}
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ ConvLSTM video student of EchoDFKD."""
 from __future__ import annotations
 
 from echodiff.networks.convlstm import ConvLSTM, ConvLSTMSegmenter
+from echodiff.networks.framewise import FrameWise
 from echodiff.networks.gamma_vae import GammaVAE
 from echodiff.networks.preconditioning import (
     PRECONDITIONERS,
@@ -23,6 +24,7 @@ __all__ = [
     "ConvLSTM",
     "ConvLSTMSegmenter",
     "EDMPrecond",
+    "FrameWise",
     "GammaVAE",
     "Preconditioner",
     "VEPrecond",

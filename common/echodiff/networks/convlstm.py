@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from echodiff.errors import ShapeMismatchError
+from echodiff.networks.framewise import FrameWise
 
 __all__ = ["ConvLSTM", "ConvLSTMSegmenter"]
 
@@ -34,22 +35,17 @@ class ConvLSTM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, _, frames, height, width = x.shape
-        h = x.new_zeros(batch, self.hidden_channels, height, width)
+        hc = self.hidden_channels
+        h = x.new_zeros(batch, hc, height, width)
         c = torch.zeros_like(h)
         outputs = []
         for t in range(frames):
-            i, f, o, g = self.gates(torch.cat([x[:, :, t], h], dim=1)).chunk(4, dim=1)
+            gates = self.gates(torch.cat([x[:, :, t], h], dim=1))
+            i, f, o, g = gates[:, :hc], gates[:, hc : 2 * hc], gates[:, 2 * hc : 3 * hc], gates[:, 3 * hc :]
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outputs.append(h)
         return torch.stack(outputs, dim=2)
-
-
-def _per_frame(module: nn.Module, x: Tensor) -> Tensor:
-    """Apply a 2D module to every frame of (B, C, T, H, W)."""
-    batch, _, frames = x.shape[:3]
-    flat = module(x.transpose(1, 2).flatten(0, 1))
-    return flat.unflatten(0, (batch, frames)).transpose(1, 2)
 
 
 class ConvLSTMSegmenter(nn.Module):
@@ -63,34 +59,26 @@ class ConvLSTMSegmenter(nn.Module):
             raise ValueError(f"k_blocks={k_blocks} and n_layers={n_layers} must both be at least 1")
         self.k_blocks = k_blocks
         widths = [base_filters * 2**i for i in range(k_blocks)]
-        self.encoder = nn.ModuleList()
-        previous = in_channels
-        for width in widths:
-            layers = nn.ModuleList()
+        stages, previous = [], in_channels
+        for i, width in enumerate(widths):
+            layers: list[nn.Module] = [FrameWise(nn.MaxPool2d(2))] if i else []
             for _ in range(n_layers):
-                layers.append(nn.ModuleDict({"lstm": ConvLSTM(previous, width), "norm": nn.BatchNorm3d(width)}))
+                layers += [ConvLSTM(previous, width), nn.BatchNorm3d(width)]
                 previous = width
-            self.encoder.append(layers)
-        self.pool = nn.MaxPool2d(2)
-        self.decoder = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(wide, narrow, 3, padding=1),
-                          nn.BatchNorm2d(narrow), nn.ReLU(inplace=True))
+            stages.append(nn.Sequential(*layers))
+        self.encoder = nn.Sequential(*stages)
+        self.decoder = nn.Sequential(*(
+            FrameWise(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(wide, narrow, 3, padding=1),
+                                    nn.BatchNorm2d(narrow), nn.ReLU(inplace=True)))
             for wide, narrow in zip(widths[::-1], widths[-2::-1])
-        )  # fmt: skip
-        self.head = nn.Conv2d(widths[0], out_channels, 1)
+        ))  # fmt: skip
+        self.head = FrameWise(nn.Conv2d(widths[0], out_channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        factor = 2 ** (self.k_blocks - 1)
-        if x.ndim != 5 or x.shape[-1] % factor or x.shape[-2] % factor:
+        factor = 1 << (self.k_blocks - 1)
+        if x.ndim != 5 or x.shape[-1] % factor != 0 or x.shape[-2] % factor != 0:
             raise ShapeMismatchError(
-                f"ConvLSTM student input has shape {tuple(x.shape)}; expected (B, C, T, H, W) with H and W divisible by "
+                f"ConvLSTM student input has shape {list(x.shape)}; expected (B, C, T, H, W) with H and W divisible by "
                 f"{factor} = 2**(k_blocks - 1)"
             )
-        for i, block in enumerate(self.encoder):
-            if i:
-                x = _per_frame(self.pool, x)
-            for layer in block:
-                x = layer["norm"](layer["lstm"](x))
-        for stage in self.decoder:
-            x = _per_frame(stage, x)
-        return _per_frame(self.head, x)
+        return self.head(self.decoder(self.encoder(x)))

@@ -1,0 +1,33 @@
+"""Data-free knowledge distillation for echo LV segmentation (Petit et al. 2024, "EchoDFKD"): teacher soft masks,
+student training clips, per-frame video inference and the LV-function scores (Dice, aFD, EF proxy)."""
+
+from __future__ import annotations
+
+from .dataset import DistillationClips
+from .evaluation import REPORT_FILE, evaluate_camus_lv, evaluate_echonet, evaluate_lv_segmenter
+from .sources import dataset_layout, list_sources, load_frames, resize_frames
+from .targets import TARGETS_FILE, checked_teacher, load_weights, produce_targets, read_target
+from .video import LVProbability, infer_videos, list_video_files, lv_function, predict_lv, save_strip
+
+__all__ = [
+    "REPORT_FILE",
+    "TARGETS_FILE",
+    "DistillationClips",
+    "LVProbability",
+    "checked_teacher",
+    "dataset_layout",
+    "evaluate_camus_lv",
+    "evaluate_echonet",
+    "evaluate_lv_segmenter",
+    "infer_videos",
+    "list_sources",
+    "list_video_files",
+    "load_frames",
+    "load_weights",
+    "lv_function",
+    "predict_lv",
+    "produce_targets",
+    "read_target",
+    "resize_frames",
+    "save_strip",
+]

@@ -1,0 +1,275 @@
+"""echodiff.distillation and the DFKD pieces: loss formulas, teacher targets (compact, resumable, refused when made
+from other inputs), clips, video LV function, export, and the bad inputs of the distillation bundle."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from echodiff.data.echonet import list_echonet_videos
+from echodiff.data.label_motion import cardiac_phase, label_cycle
+from echodiff.distillation import (
+    DistillationClips,
+    checked_teacher,
+    evaluate_echonet,
+    list_sources,
+    load_weights,
+    lv_function,
+    predict_lv,
+    produce_targets,
+)
+from echodiff.generation import build_generator
+from echodiff.generation.clips import synthesize_clips, temporal_change
+from echodiff.generation.synthesis import generator_fn
+from echodiff.errors import ConfigValueError, CorruptFileError, MissingFileError, ShapeMismatchError
+from echodiff.losses import SoftMaskDistillationLoss, student_channels
+from echodiff.networks import ConvLSTMSegmenter, FrameWise
+from monai.networks.nets import DynUNet
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = [32, 32]
+
+
+def tiny_teacher(classes: int = 4) -> torch.nn.Module:
+    return DynUNet(2, 1, classes, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2],
+                   filters=[8, 16, 32], norm_name="instance")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def teacher(dfkd_teacher: Path) -> torch.nn.Module:
+    return load_weights(tiny_teacher(), dfkd_teacher)
+
+
+# --- loss -----------------------------------------------------------------------------------------------------------
+
+
+def test_lv_loss_is_bce_with_logits_to_the_teacher_lv_channel():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 3, 4, 4), torch.softmax(torch.randn(2, 4, 3, 4, 4), dim=1)
+    loss = SoftMaskDistillationLoss("lv", lv_channel=1)(logits, target)
+    assert torch.allclose(loss, F.binary_cross_entropy_with_logits(logits, target[:, 1:2]))
+
+
+def test_multiclass_loss_is_tau_squared_cross_entropy_of_tempered_distributions():
+    torch.manual_seed(0)
+    logits, teacher_logits = torch.randn(2, 4, 1, 5, 5), torch.randn(2, 4, 1, 5, 5)
+    target, tau = torch.softmax(teacher_logits, dim=1), 2.0
+    loss = SoftMaskDistillationLoss("multiclass", temperature=tau)(logits, target)
+    q = torch.softmax(teacher_logits / tau, dim=1)  # softmax(log p / tau) = softmax(z / tau)
+    expected = tau**2 * -(q * torch.log_softmax(logits / tau, dim=1)).sum(1).mean()
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+def test_multiclass_loss_is_smallest_when_the_student_copies_the_teacher():
+    torch.manual_seed(1)
+    teacher_logits = torch.randn(1, 4, 1, 6, 6)
+    loss = SoftMaskDistillationLoss("multiclass", temperature=3.0)
+    best = loss(teacher_logits, torch.softmax(teacher_logits, 1))
+    for _ in range(5):
+        assert loss(teacher_logits + 0.3 * torch.randn_like(teacher_logits), torch.softmax(teacher_logits, 1)) > best
+
+
+def test_student_and_teacher_class_counts_that_disagree_are_refused(teacher):
+    with pytest.raises(ShapeMismatchError, match="mode 'lv' with a 4-class teacher expects a student with out_channels=1"):
+        SoftMaskDistillationLoss("lv")(torch.zeros(1, 4, 1, 4, 4), torch.zeros(1, 4, 1, 4, 4))
+    with pytest.raises(ShapeMismatchError, match="outputs 4 classes but num_classes=3"):
+        checked_teacher(teacher, 3, SIZE)
+    assert student_channels("multiclass", 4) == 4 and student_channels("lv", 4) == 1
+
+
+# --- targets and clips ----------------------------------------------------------------------------------------------
+
+
+def test_targets_are_uint8_probabilities_and_a_rerun_writes_nothing(teacher, dfkd_teacher, phantom_echonet, tmp_path):
+    sources = list_sources(phantom_echonet, "training")
+    first = produce_targets(teacher, dfkd_teacher, sources, tmp_path, SIZE, progress=False)
+    target = np.load(tmp_path / f"{sources[0]['name']}.npy")
+    assert target.dtype == np.uint8 and target.shape == (24, 4, 32, 32)
+    assert np.abs(target.astype(int).sum(axis=1) - 255).max() <= 2  # probabilities x 255 sum to 255 up to rounding
+    again = produce_targets(teacher, dfkd_teacher, sources, tmp_path, SIZE, progress=False)
+    assert first["written"] == len(sources) and again["written"] == 0
+
+
+def test_targets_of_another_teacher_or_size_are_refused(teacher, dfkd_teacher, phantom_echonet, tmp_path):
+    sources = list_sources(phantom_echonet, "training")
+    produce_targets(teacher, dfkd_teacher, sources, tmp_path, SIZE, progress=False)
+    other = tmp_path.parent / "other_teacher.pt"
+    torch.save(tiny_teacher().state_dict(), other)
+    with pytest.raises(ConfigValueError, match="holds targets made with other inputs \\(teacher differ\\)"):
+        produce_targets(load_weights(tiny_teacher(), other), other, sources, tmp_path, SIZE, progress=False)
+    with pytest.raises(ConfigValueError, match="image_size differ"):
+        produce_targets(teacher, dfkd_teacher, sources, tmp_path, [16, 16], progress=False)
+
+
+def test_clips_are_windows_of_frames_with_their_targets(teacher, dfkd_teacher, phantom_echonet, tmp_path):
+    sources = list_sources(phantom_echonet, "training")
+    produce_targets(teacher, dfkd_teacher, sources, tmp_path, SIZE, progress=False)
+    item = DistillationClips(sources, tmp_path, SIZE, clip_length=8, random_window=False)[0]
+    assert item["image"].shape == (1, 8, 32, 32) and item["label"].shape == (4, 8, 32, 32)
+    assert torch.allclose(item["label"].sum(0), torch.ones(8, 32, 32), atol=0.01)
+    with pytest.raises(ShapeMismatchError, match="has 24 frame\\(s\\), fewer than the student's window clip_length=25"):
+        DistillationClips(sources, tmp_path, SIZE, clip_length=25)[0]
+
+
+def test_missing_targets_name_the_file_and_the_command(phantom_echonet, tmp_path):
+    sources = list_sources(phantom_echonet, "training")
+    with pytest.raises(CorruptFileError, match="run the 'targets' workflow"):
+        DistillationClips(sources, tmp_path, SIZE, clip_length=8)[0]
+
+
+# --- video LV function ----------------------------------------------------------------------------------------------
+
+
+def disk_probs(radii: np.ndarray, size: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    return np.stack([(np.hypot(yy, xx) < r).astype(np.float32) for r in radii])
+
+
+def test_lv_function_finds_ed_and_es_of_a_known_cycle_and_the_area_ef():
+    t = np.arange(40)
+    radii = 14 + 8 * np.cos(2 * np.pi * (t - 5) / 30)  # ED (largest) at 5 and 35, ES at 20
+    lv = lv_function(disk_probs(radii), ed_reference=6, es_reference=19)
+    assert (lv["ed_frame"], lv["es_frame"]) == (5, 20)
+    area = np.asarray(lv["area"])
+    assert lv["ef_proxy"] == pytest.approx(100 * (area[5] - area[20]) / area[5])
+    assert lv_function(disk_probs(radii))["es_frame"] == 20
+
+
+def test_windows_start_from_a_zero_state_and_cover_every_frame():
+    torch.manual_seed(0)
+    student = ConvLSTMSegmenter(2, 1).eval()
+    frames = torch.rand(10, 16, 16)
+    probs = predict_lv(student, frames, clip_length=4)
+    with torch.no_grad():
+        first = torch.sigmoid(student(frames[None, None, :4]))[0, 0]
+        last = torch.sigmoid(student(frames[None, None, 6:]))[0, 0]  # the last window is aligned to the end
+    assert probs.shape == (10, 16, 16)
+    assert torch.allclose(probs[:4], first, atol=1e-5) and torch.allclose(probs[8:], last[2:], atol=1e-5)
+    with pytest.raises(ShapeMismatchError, match="shorter than the student's window clip_length=12"):
+        predict_lv(student, frames, clip_length=12)
+
+
+def test_convlstm_export_gives_the_same_output(tmp_path):
+    torch.manual_seed(0)
+    student = ConvLSTMSegmenter(2, 2).eval()
+    ckpt = tmp_path / "model.pt"
+    torch.save(student.state_dict(), ckpt)
+    bundle = REPO / "bundles" / "echo_dfkd_segmentation"
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(tmp_path / "model.ts"),
+         "--ckpt_file", str(ckpt), "--meta_file", str(bundle / "configs" / "metadata.json"),
+         "--config_file", str(bundle / "configs" / "inference.json"), "--k_blocks", "2", "--n_layers", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    exported = torch.jit.load(tmp_path / "model.ts")
+    x = torch.rand(1, 1, 5, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), student(x), atol=1e-6)
+
+
+# --- bad inputs -----------------------------------------------------------------------------------------------------
+
+
+def copy_echonet(source: Path, out: Path) -> Path:
+    (out / "Videos").mkdir(parents=True)
+    for name in ("FileList.csv", "VolumeTracings.csv"):
+        (out / name).write_text((source / name).read_text())
+    for video in (source / "Videos").glob("*.avi"):
+        (out / "Videos" / video.name).write_bytes(video.read_bytes())
+    return out
+
+
+def write_avi(path: Path, frames: np.ndarray) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 50, frames.shape[2:0:-1], True)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def test_video_of_unexpected_size_names_the_file(phantom_echonet, tmp_path):
+    root = copy_echonet(phantom_echonet, tmp_path / "echonet")
+    write_avi(root / "Videos" / "PHANTOM0001.avi", np.full((24, 64, 80, 3), 90, np.uint8))
+    with pytest.raises(ShapeMismatchError, match="PHANTOM0001.avi has frames of 64 x 80 pixels; expected 112 x 112"):
+        DistillationClips(list_sources(root, "training"), tmp_path, SIZE)[0]
+
+
+def test_colour_video_is_refused(phantom_echonet, tmp_path):
+    root = copy_echonet(phantom_echonet, tmp_path / "echonet")
+    colour = np.zeros((24, 112, 112, 3), np.uint8)
+    colour[..., 2] = 200  # red Doppler-like frames
+    write_avi(root / "Videos" / "PHANTOM0001.avi", colour)
+    with pytest.raises(ShapeMismatchError, match="has colour frames"):
+        DistillationClips(list_sources(root, "training"), tmp_path, SIZE)[0]
+
+
+def test_tracings_of_a_missing_video_are_refused(phantom_echonet, tmp_path):
+    root = copy_echonet(phantom_echonet, tmp_path / "echonet")
+    (root / "Videos" / "PHANTOM0002.avi").unlink()
+    with pytest.raises(MissingFileError, match="traces 1 video\\(s\\) missing from .*PHANTOM0002"):
+        evaluate_echonet(FrameWise(tiny_teacher()), root, None, SIZE, 1, progress=False)
+
+
+def test_bad_inputs_end_with_one_line_through_monai_bundle_run(phantom_echonet, dfkd_teacher, tmp_path):
+    bundle = REPO / "bundles" / "echo_dfkd_segmentation"
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(bundle / "configs" / "train.json"),
+         "--dataset_dir", str(phantom_echonet), "--teacher_path", str(dfkd_teacher), "--teacher_filters", "[8,16,32]",
+         "--num_classes", "3", "--ckpt_dir", str(tmp_path / "m"), "--targets_dir", str(tmp_path / "t"),
+         "--image_size", "[32,32]"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the teacher (teacher_def) outputs 4 classes")
+
+
+# --- synthetic clips ------------------------------------------------------------------------------------------------
+
+
+def test_label_cycle_moves_the_lv_smoothly_from_ed_to_es_and_back():
+    phase = cardiac_phase(30, 10)
+    assert phase[0] == 0 and phase[10] == 1 and np.all(np.diff(phase[:11]) > 0) and np.all(np.diff(phase[10:]) < 0)
+    ed = torch.zeros(32, 32, dtype=torch.long)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    ed[(yy - 16) ** 2 + (xx - 16) ** 2 < 81] = 1
+    es = torch.zeros_like(ed)
+    es[(yy - 16) ** 2 + (xx - 16) ** 2 < 36] = 1
+    labels, dice = label_cycle(ed, es, 30, 10)
+    area = (labels == 1).sum(dim=(1, 2)).numpy()
+    assert dice > 0.9 and labels.shape == (30, 32, 32) and area[0] == (ed == 1).sum()
+    assert np.all(np.diff(area[:11]) <= 0) and area[5] < area[0] and area[5] > area[10]  # shrinks, no cross-fade jump
+    assert np.all(np.diff(area[10:]) >= 0)
+
+
+def test_synthetic_clips_are_an_echonet_folder_and_resume(phantom_camus, tmp_path):
+    torch.manual_seed(0)
+    generator = build_generator("edm", 32, network={"channels": [8, 8], "attention_levels": [False, False],
+                                                    "num_res_blocks": 1, "norm_num_groups": 4, "num_head_channels": 8,
+                                                    "spade_intermediate_channels": 4})  # fmt: skip
+    generate = generator_fn(generator, sampler="euler", steps=2)
+    timing = {"fps": 50.0, "systole_frames": 3, "cycle_frames": 9, "videos": 0}
+    out = tmp_path / "clips"
+    summary = synthesize_clips(phantom_camus, out, generate, timing, splits=["training"], views=["4CH"], max_clips=2,
+                               progress=False)  # fmt: skip
+    items = list_echonet_videos(out)
+    assert summary["written"] == 2 and len(items) == 2 and all(item["n_frames"] == 9 for item in items)
+    assert np.load(out / "Labels" / f"{items[0]['filename']}.npy").shape == (9, 32, 32)
+    rows = list(csv.DictReader(open(out / "FileList.csv")))
+    assert [row["Split"] for row in rows] == ["TRAIN", "TRAIN"]
+    assert synthesize_clips(phantom_camus, out, generate, timing, splits=["training"], views=["4CH"], max_clips=2,
+                            progress=False)["written"] == 0  # fmt: skip
+    with pytest.raises(ConfigValueError, match="timing differ"):
+        synthesize_clips(phantom_camus, out, generate, {**timing, "fps": 30.0}, splits=["training"], views=["4CH"],
+                         max_clips=2, progress=False)  # fmt: skip
+    frames = torch.rand(3, 8, 8)
+    sector = torch.ones(8, 8, dtype=torch.bool)
+    assert temporal_change(frames, sector) == pytest.approx(float((frames[1:] - frames[:-1]).abs().mean()))
+    assert json.loads((out / "clips.json").read_text())["image_size"] == 32
