@@ -6,46 +6,34 @@ bundle configs import `echodiff`. MONAI Label is not a dependency of echodiff, s
 
     python scripts/check_monai_label.py --bundle echo_pddpm_segmentation --model runs/seg/models/model.pt \\
         --images '["/data/CAMUS/database_nifti/patient0001/patient0001_4CH_ED.nii.gz"]'
-    python scripts/check_monai_label.py --bundle echo_pddpm_segmentation --config inference_pddpm.json \\
-        --model runs/seg/models/pddpm.pt --overrides '{"presegmentation_ckpt": "runs/seg/models/model.pt"}' --images ...
+    python scripts/check_monai_label.py --bundle echo_pddpm_segmentation \\
+        --configs "['inference.json','inference_pddpm.json']" --model runs/seg/models/pddpm.pt \\
+        --overrides '{"presegmentation_ckpt": "runs/seg/models/model.pt"}' --images ...
     python scripts/check_monai_label.py --bundle echo_view_classification --model runs/vc/models/model.pt --images ...
 
 Segmentation: MONAI Label writes the label file itself (NIfTI for NIfTI input, `.mhd` for `.mhd` input); for every
 pixel of the source image the script finds the label voxel at the same world point (both files' affines) and reports
 the share that holds the bundle's label (1.0 = same grid, orientation and labels). Classification: the class MONAI
-Label reports against the bundle's argmax. The bundle is exported to a temporary folder with `--config` as its
-`inference.json` and `--model` as `models/model.pt`, as MONAI Label expects; `--overrides` are config keys (a
-Python-literal dict: `True`/`False`, not JSON's `true`/`false`, which fire reads as strings).
+Label reports against the bundle's argmax. The bundle is exported to a temporary folder by
+`echodiff.bundle.export_for_monai_label` (`--configs` merged into its `inference.json`, `--model` as
+`models/model.pt`), as MONAI Label expects; `--overrides` are config keys (a Python-literal dict: `True`/`False`, not
+JSON's `true`/`false`, which fire reads as strings).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import fire
 import numpy as np
 import torch
-from echodiff.bundle import find_bundle_root
+from echodiff.bundle import export_for_monai_label
 from echodiff.data.camus import read_camus_frame
 from echodiff.engines.segmentation_report import label_map_at
 from monai.bundle import ConfigParser
 from monai.data import ITKReader, NibabelReader, decollate_batch
-
-
-def export_bundle(bundle: str, config: str, model: str, overrides: dict, folder: Path) -> Path:
-    """A copy of the bundle as MONAI Label loads it: `configs/inference.json` (= `config` + `overrides`), metadata,
-    and `models/model.pt`."""
-    root, export = Path(find_bundle_root(bundle)), folder / Path(find_bundle_root(bundle)).name
-    shutil.copytree(root / "configs", export / "configs")
-    content = json.loads((root / "configs" / config).read_text())
-    content.update(overrides)
-    (export / "configs" / "inference.json").write_text(json.dumps(content, indent=2))
-    (export / "models").mkdir()
-    shutil.copy(model, export / "models" / "model.pt")
-    return export
 
 
 def bundle_prediction(export: Path, image_path: str, seed: int) -> torch.Tensor:
@@ -81,14 +69,14 @@ def world_agreement(result_file: str, image_path: str, expected_hw: np.ndarray) 
     return float(inside.mean()), float(same.mean()) if same.size else 0.0
 
 
-def check(bundle: str, model: str, images: list[str], config: str = "inference.json", overrides: dict | None = None,
-          seed: int = 0) -> None:
+def check(bundle: str, model: str, images: list[str], configs: tuple[str, ...] = ("inference.json",),
+          overrides: dict | None = None, seed: int = 0) -> None:
     """Print one row per image, MONAI Label's answer checked against the bundle's prediction; exit 1 on a mismatch."""
     from monailabel.tasks.infer.bundle import BundleInferTask  # MONAI Label is only needed here
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        export = export_bundle(bundle, config, model, overrides or {}, Path(tmp))
+        export = export_for_monai_label(bundle, tmp, model, configs, overrides)
         task = BundleInferTask(str(export), {})
         if not task.is_valid():
             raise RuntimeError(f"MONAI Label did not accept the exported bundle {export} (see its log above).")

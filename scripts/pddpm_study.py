@@ -168,7 +168,7 @@ def study(
                **{**common, **(pddpm_overrides or {})})
 
     parser = ConfigParser()
-    parser.read_config(_configs("inference_pddpm.json", "evaluate.json")["config_file"])
+    parser.read_config(_configs("inference.json", "inference_pddpm.json", "evaluate.json")["config_file"])
     parser.update({**common, "split": eval_split, "metric_size": [metric_size, metric_size], "batch_size": batch_size,
                    "ckpt_path": str(models / "pddpm.pt"), "presegmentation_ckpt": str(models / "model.pt")})
     parser.parse()

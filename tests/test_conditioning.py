@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from echodiff.data.camus import LoadCAMUSd, list_camus
+from echodiff.data.camus import LoadCAMUSd, list_camus, read_camus_array, write_camus_nifti
 from echodiff.data.conditioning import N_CONDITION_CLASSES, SectorConditionMapd, condition_map, sector_mask
 from echodiff.errors import LabelValueError, ShapeMismatchError
 from monai.transforms import Compose
@@ -65,10 +65,14 @@ def test_sector_condition_mapd_writes_a_channel_first_cond(phantom_camus):
     assert out["c"].shape == (1, 6, 6)
 
 
-def test_bad_labels_and_shapes_are_reported():
-    bad = LABEL.copy()
-    bad[0, 0] = 5
-    with pytest.raises(LabelValueError, match=r"label map given to condition_map has label values \{0, 1, 2, 3, 5\}"):
-        condition_map(IMAGE, bad)
+def test_bad_labels_are_refused_where_they_are_read_naming_the_file(phantom_camus, tmp_path):
+    item = list_camus(phantom_camus, "training")[0]
+    labels, spacing = read_camus_array(item["label"])
+    bad = write_camus_nifti(tmp_path / "patient0001_2CH_ED_gt.nii.gz", np.where(labels == 3, 5, labels), spacing)
+    with pytest.raises(LabelValueError, match=r"patient0001_2CH_ED_gt\.nii\.gz has label values \{0, 1, 2, 5\}"):
+        SectorConditionMapd()(LoadCAMUSd()({**item, "label": str(bad)}))
+
+
+def test_frames_of_different_sizes_are_reported():
     with pytest.raises(ShapeMismatchError, match=r"image shape \(6, 6\) and label shape \(1, 5, 6\) differ"):
         condition_map(IMAGE, np.zeros((1, 5, 6), np.int64))

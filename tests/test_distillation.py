@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from echodiff.data.echonet import list_echonet_videos
 from echodiff.data.label_motion import cardiac_phase, label_cycle
+from echodiff.data.camus import list_camus, read_camus_array, write_camus_nifti
 from echodiff.distillation import (
     DistillationClips,
     checked_teacher,
@@ -26,10 +28,11 @@ from echodiff.distillation import (
     predict_lv,
     produce_targets,
 )
+from echodiff.distillation.evaluation import evaluate_camus_lv
 from echodiff.generation import build_generator
 from echodiff.generation.clips import synthesize_clips, temporal_change
 from echodiff.generation.synthesis import generator_fn
-from echodiff.errors import ConfigValueError, CorruptFileError, MissingFileError, ShapeMismatchError
+from echodiff.errors import ConfigValueError, CorruptFileError, LabelValueError, MissingFileError, ShapeMismatchError
 from echodiff.losses import SoftMaskDistillationLoss, student_channels
 from echodiff.networks import ConvLSTMSegmenter, FrameWise
 from monai.networks.nets import DynUNet
@@ -293,3 +296,13 @@ def test_synthetic_clips_are_an_echonet_folder_and_resume(phantom_camus, tmp_pat
     sector = torch.ones(8, 8, dtype=torch.bool)
     assert temporal_change(frames, sector) == pytest.approx(float((frames[1:] - frames[:-1]).abs().mean()))
     assert json.loads((out / "clips.json").read_text())["image_size"] == 32
+
+
+def test_camus_scoring_refuses_label_values_outside_0_to_3_naming_the_file(phantom_camus, tmp_path):
+    dataset = tmp_path / "camus"
+    shutil.copytree(phantom_camus, dataset)
+    bad = Path(list_camus(dataset, "testing")[0]["label"])
+    labels, spacing = read_camus_array(bad)
+    write_camus_nifti(bad, np.where(labels == 3, 7, labels), spacing)
+    with pytest.raises(LabelValueError, match=rf"{bad.name} has label values \{{0, 1, 2, 7\}}"):
+        evaluate_camus_lv(torch.nn.Identity(), dataset, "testing", SIZE, progress=False)

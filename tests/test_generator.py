@@ -59,14 +59,15 @@ def test_condition_one_hot_encodes_the_five_classes():
     assert torch.equal(one_hot.argmax(dim=1, keepdim=True), cond) and torch.equal(one_hot.sum(dim=1), torch.ones(1, SIZE, SIZE))
 
 
-def test_condition_refuses_values_outside_0_to_4_naming_the_values_found():
-    generator, cond = build("edm"), fan_condition_map(1)
+@pytest.mark.parametrize("model", ["edm", "sdm"])
+def test_sample_refuses_hand_made_maps_outside_0_to_4_naming_the_values_found(model):
+    generator, cond = build(model), fan_condition_map(1)
     cond[0, 0, 0, 0] = 7
     with pytest.raises(LabelValueError, match=r"condition map has values \{0, 1, 2, 3, 4, 7\}; expected condition "
                        r"classes 0..4 \(0 outside sector, 1 LV cavity, 2 in-sector tissue, 3 myocardium, 4 left atrium\)"):  # fmt: skip
-        generator.condition(cond)
+        generator.sample(cond, steps=1)
     with pytest.raises(LabelValueError, match=r"\{0, 1.5, 2\}"):
-        generator.condition(torch.tensor([0.0, 1.5, 2.0]).repeat(SIZE * SIZE)[: SIZE * SIZE].reshape(1, 1, SIZE, SIZE))
+        generator.sample(torch.tensor([0.0, 1.5, 2.0]).repeat(SIZE * SIZE)[: SIZE * SIZE].reshape(1, 1, SIZE, SIZE))
 
 
 def test_condition_refuses_other_sizes_and_layouts_naming_both_sizes():

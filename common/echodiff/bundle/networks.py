@@ -11,7 +11,7 @@ import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
-from echodiff.bundle.location import find_bundle_root
+from echodiff.bundle.export import merged_config
 from echodiff.errors import ConfigKeyError, CorruptFileError, MissingFileError
 
 __all__ = ["load_bundle_network"]
@@ -32,10 +32,7 @@ def load_bundle_network(
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise MissingFileError(f"{ckpt_path} does not exist; expected a trained {bundle} checkpoint")
-    root = Path(find_bundle_root(bundle))
-    parser = ConfigParser()
-    parser.read_config([str(root / "configs" / name) for name in config_files])
-    parser.update(dict(overrides or {}))
+    parser = ConfigParser(merged_config(bundle, config_files, overrides))
     if network_key not in parser:
         raise ConfigKeyError(f"{bundle} configs {list(config_files)} have no key {network_key!r}")
     network = parser.get_parsed_content(network_key)

@@ -1,5 +1,5 @@
-"""Data layer: CAMUS and EchoNet-Dynamic readers, built-in phantom, generator conditioning map, label-map augmentation,
-view-classification items."""
+"""Data layer: CAMUS and EchoNet-Dynamic readers, CAMUS frames as network input, built-in phantom, generator
+conditioning map, label-map augmentation, view-classification items."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .camus import (
     write_camus_nifti,
     write_split_file,
 )
+from .camus_input import LoadResizedCAMUSd
 from .conditioning import (
     CONDITION_CLASSES,
     N_CONDITION_CLASSES,
@@ -37,6 +38,7 @@ __all__ = [
     "VIEWS",
     "VIEW_CLASSES",
     "LoadCAMUSd",
+    "LoadResizedCAMUSd",
     "RandLabelMapAugmentd",
     "SectorConditionMapd",
     "condition_map",

@@ -15,11 +15,10 @@ from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 
-from ..errors import ShapeMismatchError
-from .camus import checked_label_map
+from ..errors import LabelValueError, ShapeMismatchError
 
 __all__ = ["CONDITION_CLASSES", "N_CONDITION_CLASSES", "SectorConditionMapd", "camus_labels_of_condition",
-           "condition_map", "sector_mask"]  # fmt: skip
+           "checked_condition_map", "condition_map", "sector_mask"]  # fmt: skip
 
 CONDITION_CLASSES = ("outside sector", "LV cavity", "in-sector tissue", "myocardium", "left atrium")
 N_CONDITION_CLASSES = len(CONDITION_CLASSES)
@@ -45,17 +44,33 @@ def sector_mask(image: NdarrayOrTensor, label: NdarrayOrTensor | None = None) ->
 
 
 def condition_map(image: NdarrayOrTensor, label: NdarrayOrTensor) -> NdarrayOrTensor:
-    """Conditioning map (int64, shape and array type of `label`) from a frame and its CAMUS label map."""
-    image_np, label_np = convert_to_numpy(image), convert_to_numpy(label)
+    """Conditioning map (int64, shape and array type of `label`) from a frame and its CAMUS label map.
+
+    `label` holds CAMUS labels 0..3, as `LoadCAMUSd` checked them where they were read (after that, resizing and
+    augmentation sample by nearest neighbour and keep the set); they are not checked again here.
+    """
+    image_np, label_np = convert_to_numpy(image), convert_to_numpy(label).astype(np.int64)
     if image_np.shape[-2:] != label_np.shape[-2:]:
         raise ShapeMismatchError(
             f"image shape {image_np.shape} and label shape {label_np.shape} differ in (H, W); "
             "expected the same frame size."
         )
-    label_np = checked_label_map(label_np, "label map given to condition_map")
     inside = np.broadcast_to(sector_mask(image_np, label_np), label_np.shape)
     cond = np.where(inside, _CONDITION_OF_LABEL[label_np], 0)
     return convert_to_dst_type(cond, label, dtype=torch.int64 if isinstance(label, torch.Tensor) else np.int64)[0]
+
+
+def checked_condition_map(cond: NdarrayOrTensor) -> NdarrayOrTensor:
+    """`cond` itself once it holds condition classes 0..4 only, else `LabelValueError` naming the values found: the
+    check for a map made by hand (`condition_map` builds its maps from labels that `LoadCAMUSd` checked)."""
+    values = torch.unique(torch.as_tensor(cond))
+    if ((values < 0) | (values >= N_CONDITION_CLASSES) | (values != values.round())).any():
+        shown = ", ".join(f"{v:g}" for v in values.tolist())
+        names = ", ".join(f"{i} {name}" for i, name in enumerate(CONDITION_CLASSES))
+        raise LabelValueError(
+            f"condition map has values {{{shown}}}; expected condition classes 0..{N_CONDITION_CLASSES - 1} ({names})"
+        )
+    return cond
 
 
 def camus_labels_of_condition(cond: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from echodiff.data.camus import list_camus, read_camus_frame
+from echodiff.data.camus import checked_label_map, list_camus, read_camus_frame
 from echodiff.data.echonet import check_traced_videos, list_echonet, load_echonet_item
 from echodiff.io import atomic_write_json
 from echodiff.metrics.cardiac import frame_detection_error, pearson_r, segmentation_dice_at_threshold
@@ -76,7 +76,7 @@ def evaluate_camus_lv(
     for item in tqdm(list_camus(dataset_dir, split), desc="CAMUS frames", unit="frame", disable=not progress,
                      dynamic_ncols=True):  # fmt: skip
         image, _ = read_camus_frame(item["image"])
-        label, _ = read_camus_frame(item["label"])
+        label = checked_label_map(read_camus_frame(item["label"])[0], item["label"])
         frames = resize_frames(np.clip(image.astype(np.float32)[None] / 255.0, 0, 1), image_size)
         probs = predict_lv(network, frames, 1, label.shape, device, lv_channel=lv_channel)
         dice.append(segmentation_dice_at_threshold(probs[0].numpy(), (label == 1).astype(np.uint8)))

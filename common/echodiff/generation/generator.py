@@ -20,14 +20,8 @@ from monai.networks.utils import one_hot
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
-from echodiff.data.conditioning import CONDITION_CLASSES, N_CONDITION_CLASSES
-from echodiff.errors import (
-    ConfigKeyError,
-    ConfigValueError,
-    CorruptFileError,
-    LabelValueError,
-    ShapeMismatchError,
-)
+from echodiff.data.conditioning import N_CONDITION_CLASSES, checked_condition_map
+from echodiff.errors import ConfigKeyError, ConfigValueError, CorruptFileError, ShapeMismatchError
 from echodiff.generation.checkpoint_files import checkpoint_safe, load_state, read_autoencoder_checkpoint
 from echodiff.losses import EDMLoss, VELoss, VPLoss
 from echodiff.losses.edm_loss import DenoisingLoss
@@ -128,7 +122,8 @@ class LabelToImageGenerator(nn.Module):
         return 0 if self.autoencoder is None else 1
 
     def condition(self, cond_map: Tensor) -> Tensor:
-        """One-hot (B, 5, H, W) float32 of a (B, 1, H, W) condition map with classes 0..4 at `image_size`."""
+        """One-hot (B, 5, H, W) float32 of a (B, 1, H, W) condition map with classes 0..4 at `image_size` (values checked
+        by `sample`, for maps made by hand; training maps come from `SectorConditionMapd` on checked labels)."""
         cond = convert_to_tensor(cond_map, track_meta=False)
         if cond.ndim != 4 or cond.shape[1] != 1:
             raise ShapeMismatchError(f"condition map has shape {tuple(cond.shape)}; expected (B, 1, H, W)")
@@ -137,14 +132,6 @@ class LabelToImageGenerator(nn.Module):
             raise ShapeMismatchError(
                 f"condition map is {size[0]} x {size[1]}; generator {self.model!r} makes {self.image_size} x "
                 f"{self.image_size} images: resize the map (nearest) to {self.image_size} x {self.image_size}"
-            )
-        values = torch.unique(cond)
-        if ((values < 0) | (values >= N_CONDITION_CLASSES) | (values != values.round())).any():
-            shown = ", ".join(f"{v:g}" for v in values.tolist())
-            names = ", ".join(f"{i} {name}" for i, name in enumerate(CONDITION_CLASSES))
-            raise LabelValueError(
-                f"condition map has values {{{shown}}}; expected condition classes 0..{N_CONDITION_CLASSES - 1} "
-                f"({names})"
             )
         return one_hot(cond.round().long(), N_CONDITION_CLASSES, dtype=torch.float32, dim=1)
 
@@ -215,11 +202,11 @@ class LabelToImageGenerator(nn.Module):
         (`diffusion_shape`), instead of drawing it from `generator`; with churn None it is the only randomness, so a
         caller can seed every image on its own and still sample the batch in one pass. `generator` may also be one
         generator per image (`echodiff.rng`): every image then draws all its noise from its own generator, as if
-        sampled alone.
+        sampled alone. A map with values outside 0..4 raises `LabelValueError` naming them.
         """
         if steps is not None and (int(steps) != steps or steps < 1):
             raise ConfigValueError(f"steps={steps!r}; expected a whole number of sampling steps >= 1")
-        cond, sector = self.denoiser_condition(cond_map)
+        cond, sector = self.denoiser_condition(checked_condition_map(cond_map))
         shape = (cond.shape[0], self.channels, *cond.shape[-2:])
         if noise is not None and (self.loss is None or tuple(noise.shape) != shape):
             raise ConfigValueError(

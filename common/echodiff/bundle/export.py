@@ -1,0 +1,53 @@
+"""A copy of a bundle that MONAI Label serves. MONAI Label's `BundleInferTask` reads one `configs/inference.json` (the
+first of `BundleConstants.configs()` that exists, never a list) and `models/model.pt`, so an inference made of overlays,
+e.g. PD-DDPM's `['inference.json', 'inference_pddpm.json']`, is merged into that one file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigParser
+
+from echodiff.bundle.location import find_bundle_root
+from echodiff.errors import MissingFileError
+
+__all__ = ["export_for_monai_label", "merged_config"]
+
+
+def merged_config(bundle: str, config_files: Sequence[str] | str, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The config `python -m monai.bundle run --config_file [config_files]` runs (later files override earlier keys,
+    `a#b` keys set nested values), with `overrides`, as one dict that needs no other file."""
+    config_files = [config_files] if isinstance(config_files, str) else list(config_files)
+    configs = Path(find_bundle_root(bundle)) / "configs"
+    missing = [name for name in config_files if not (configs / name).is_file()]
+    if missing:
+        raise MissingFileError(f"{bundle} has no config {', '.join(missing)} in {configs}")
+    parser = ConfigParser()
+    parser.read_config([str(configs / name) for name in config_files])
+    parser.update(dict(overrides or {}))
+    return {key: value for key, value in parser.get().items() if key != parser.meta_key}
+
+
+def export_for_monai_label(
+    bundle: str,
+    out_dir: str | Path,
+    model: str | Path,
+    config_files: Sequence[str] | str = ("inference.json",),
+    overrides: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write `out_dir/<bundle>`: the bundle's configs, `configs/inference.json` = `merged_config(config_files,
+    overrides)` and `model` as `models/model.pt`; returns that folder (pass it to MONAI Label as a bundle model)."""
+    if not Path(model).is_file():
+        raise MissingFileError(f"model weights {model} do not exist; expected the checkpoint {bundle} serves")
+    content = merged_config(bundle, config_files, overrides)
+    root = Path(find_bundle_root(bundle))
+    export = Path(out_dir) / root.name
+    shutil.copytree(root / "configs", export / "configs", dirs_exist_ok=True)
+    (export / "configs" / "inference.json").write_text(json.dumps(content, indent=4) + "\n")
+    (export / "models").mkdir(exist_ok=True)
+    shutil.copy(model, export / "models" / "model.pt")
+    return export
