@@ -164,6 +164,7 @@ def test_view_inference_writes_predictions_with_a_header_and_names_a_bad_checkpo
     ok = _classifier("run", "--config_file", config, "--dataset_dir", str(phantom_camus), "--ckpt_path",
                      str(models / "model.pt"), "--output_dir", str(out))  # fmt: skip
     assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.strip().splitlines()[-1] == f"outputs written to {out}"
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "image,p_2CH,p_4CH" and len(rows) == 1 + 8  # 2 testing patients x 2 views x 2 phases
     garbage = tmp_path / "garbage.pt"

@@ -13,6 +13,7 @@ from .checkpoints import (
 from .classification_report import BootstrapAccuracySaver, HeaderCSVSaver
 from .diffusion_batches import MaskDiffusionPrepareBatch, SchedulerNoisePrepareBatch
 from .run_controls import TrainingTimeLimit, progress_bar, stop_after
+from .run_report import outputs_written
 from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
 from .segmentation_writer import SegmentationSaver
 
@@ -31,6 +32,7 @@ __all__ = [
     "camus_scores",
     "guard_resume",
     "latest_checkpoint",
+    "outputs_written",
     "progress_bar",
     "resume_handlers",
     "stop_after",
