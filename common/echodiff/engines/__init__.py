@@ -14,7 +14,14 @@ from .classification_report import BootstrapAccuracySaver, HeaderCSVSaver
 from .diffusion_batches import MaskDiffusionPrepareBatch, SchedulerNoisePrepareBatch
 from .run_controls import TrainingTimeLimit, progress_bar, stop_after
 from .run_report import outputs_written
-from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
+from .segmentation_report import (
+    CamusMeanDice,
+    CamusScoresd,
+    MeanImageScore,
+    SegmentationReportSaver,
+    camus_scores,
+    uncertainty_error_stats,
+)
 from .segmentation_writer import SegmentationSaver
 
 __all__ = [
@@ -23,7 +30,9 @@ __all__ = [
     "CheckedCheckpointLoader",
     "HeaderCSVSaver",
     "CamusMeanDice",
+    "CamusScoresd",
     "MaskDiffusionPrepareBatch",
+    "MeanImageScore",
     "ResumeCheckpointLoader",
     "SchedulerNoisePrepareBatch",
     "SegmentationReportSaver",

@@ -33,7 +33,7 @@ from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
 from echodiff.bundle import find_bundle_root, load_bundle_network
-from echodiff.data.camus import holdout_view, list_camus, read_camus_array
+from echodiff.data.camus import holdout_view, list_camus
 from echodiff.engines.checkpoints import latest_checkpoint
 from echodiff.errors import ConfigValueError, EmptySplitError, MissingFileError
 from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
@@ -292,19 +292,13 @@ def synthesize(ctx: StudyContext, folder: Path, source_dir: str, generator_path:
             "images_per_s": summary["images_per_s"], "seconds": summary["seconds"]}  # fmt: skip
 
 
-def _reference_size(dataset_dir: Path, split: str) -> list[int]:
-    """Grid of the first label map of the split: segmentations are scored there (native label grid)."""
-
-    label = list_camus(dataset_dir, split)[0]["label"]
-    return list(read_camus_array(label)[0].shape[-2:])
-
-
 def evaluate_segmenter(ctx: StudyContext, folder: Path, model: dict, name: str) -> dict:
-    """echo_pddpm_segmentation `evaluate.json` on the test split, Dice / Hausdorff on the native label grid."""
+    """echo_pddpm_segmentation `evaluate.json` on the test split, Dice / Hausdorff on the native label grid (its
+    default `metric_size`)."""
     out = folder / name
     seg = model["overrides"]
     _run_bundle(ctx, out, "segmenter_eval", "evaluating", dataset_dir=str(ctx.test_dir), split=ctx.test_split,
-                ckpt_path=model["model"], output_dir=str(out), metric_size=_reference_size(ctx.test_dir, ctx.test_split),
+                ckpt_path=model["model"], output_dir=str(out),
                 **{k: seg[k] for k in ("image_size", "filters") if k in seg})  # fmt: skip
     return json.loads((out / "segmentation_report.json").read_text())
 
