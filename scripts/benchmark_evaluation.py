@@ -7,9 +7,10 @@
 Runs echo_pddpm_segmentation's `inference.json` (label maps and overlays written per image) and `inference.json` +
 `evaluate.json` (Dice, Hausdorff, report) over the same split with the same checkpoint, alternately `repeats` times,
 and reports the median seconds per image of each and `evaluation_over_inference` (target: at most 2). Without
-`--ckpt_path` a segmenter is first trained for `train_epochs` on the phantom's training split (untimed), so the
-predictions have the shapes a real model makes (an untrained one makes noise whose Hausdorff distance is no test).
-Writes the rows as JSON (default runs/benchmark_evaluation.json) and prints a markdown table.
+`--ckpt_path` a segmenter is first trained for `train_epochs` on the training split (untimed; it stays in
+`<workdir>/models` for the next run), so the predictions have the shapes a real model makes (an untrained one makes
+noise whose Hausdorff distance is no test). Writes the rows as JSON (`<workdir>/benchmark_evaluation.json`) and prints
+a markdown table.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +31,6 @@ from echodiff.io import atomic_write_json
 from monai.bundle import run as bundle_run
 
 BUNDLE = Path(find_bundle_root("echo_pddpm_segmentation"))
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "runs" / "benchmark_evaluation.json"
 
 
 def _bundle(run_id: str, configs: list[str], **overrides: object) -> float:
@@ -53,19 +52,21 @@ def benchmark(
     repeats: int = 2,
     batch_size: int = 16,
     num_workers: int = 0,
-    out: str = str(DEFAULT_OUT),
+    workdir: str = "runs/benchmark_evaluation",
 ) -> list[dict]:
     """Time inference and evaluation of `split` of `dataset_dir` (default: a 224 px phantom with `phantom_patients`
     testing patients) with `ckpt_path` (default: trained here); write and print the table."""
-    work = Path(tempfile.mkdtemp(prefix="benchmark_evaluation_"))
+    work = Path(workdir)
     if dataset_dir is None:
-        dataset_dir = str(make_phantom_camus(work / "camus", n_train=8, n_val=2, n_test=phantom_patients, size=224))
+        phantom = work / "camus"
+        dataset_dir = str(phantom if phantom.is_dir() else make_phantom_camus(phantom, n_train=8, n_val=2,
+                                                                              n_test=phantom_patients, size=224))
     common = {"dataset_dir": dataset_dir, "image_size": [image_size, image_size], "filters": list(filters),
               "num_workers": num_workers, "batch_size": batch_size}  # fmt: skip
-    if ckpt_path is None:
+    if ckpt_path is None and not (work / "models" / "model.pt").is_file():
         _bundle("training", ["train.json"], ckpt_dir=str(work / "models"), output_dir=str(work / "train_eval"),
                 max_epochs=train_epochs, **common)  # fmt: skip
-        ckpt_path = str(work / "models" / "model.pt")
+    ckpt_path = ckpt_path or str(work / "models" / "model.pt")
     runs = {
         "inference": lambda: _bundle("run", ["inference.json"], split=split, ckpt_path=ckpt_path,
                                      output_dir=str(work / "inference"), **common),
@@ -87,7 +88,7 @@ def benchmark(
         "torch_threads": torch.get_num_threads(), "num_workers": num_workers, "machine": platform.processor() or
         platform.machine(),
     }]  # fmt: skip
-    atomic_write_json(out, rows)
+    atomic_write_json(work / "benchmark_evaluation.json", rows)
     print("| images | grid (metric_size) | inference s/image | evaluation s/image | evaluation / inference |")
     print("|---:|---|---:|---:|---:|")
     for row in rows:

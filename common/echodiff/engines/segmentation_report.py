@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from ignite.engine import Engine
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
-from scipy.stats import rankdata
-
 from monai.transforms import Transform
 from monai.utils import convert_to_tensor
+from scipy.stats import rankdata
 
 from echodiff.engines.run_report import RunReport
 from echodiff.errors import ShapeMismatchError
@@ -145,7 +144,7 @@ class MeanImageScore(_MeanOverImages):
     """Mean over images of one `CamusScoresd` score (default `dice_mean`), for `key_val_metric`. Takes the evaluator's
     output, a list of items holding `scores_key`."""
 
-    def __init__(self, score: str = "dice_mean", scores_key: str = "scores", **kwargs) -> None:
+    def __init__(self, score: str = "dice_mean", scores_key: str = "scores", **kwargs: object) -> None:
         self.score, self.scores_key = score, scores_key
         super().__init__(**kwargs)
 
