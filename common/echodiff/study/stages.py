@@ -101,6 +101,12 @@ class StudyContext:
         """Wall-clock minutes of training given to `stage` (its share of the budget)."""
         return self.shares[stage] * self.budget_minutes
 
+    def training_controls(self, stage: str) -> dict:
+        """Overrides of training `stage`: its share of the budget and, when quiet, one progress bar over the run (no
+        per-iteration log lines, no bars of the dataset caches)."""
+        return {"time_limit_minutes": self.minutes(stage), "progress_bar": self.quiet,
+                "train#dataset#progress": not self.quiet, "validate#dataset#progress": not self.quiet}  # fmt: skip
+
     def common_overrides(self) -> dict:
         """Overrides every bundle run gets: device and, when quiet, a progress bar instead of per-iteration logs."""
         out: dict[str, Any] = {}
@@ -228,8 +234,7 @@ def train_downstream(ctx: StudyContext, folder: Path, dataset_dir: str, stage: s
     overrides = dict(ctx.settings[kind])
     start = time.perf_counter()
     _run_bundle(ctx, folder, kind, "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes(stage), progress_bar=ctx.quiet,
-                **overrides)  # fmt: skip
+                output_dir=str(folder / "eval"), **ctx.training_controls(stage), **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     return {"model": _require(folder / "models" / "model.pt", stage), "overrides": overrides,
             **_training_summary(folder / "models", seconds, overrides.get("batch_size", 16))}  # fmt: skip
@@ -240,8 +245,7 @@ def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str) -> dict
     overrides = {"model": ctx.settings["model"], "image_size": ctx.image_size, **ctx.settings["autoencoder"]}
     start = time.perf_counter()
     _run_bundle(ctx, folder, "autoencoder", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes("autoencoder"),
-                progress_bar=ctx.quiet, **overrides)  # fmt: skip
+                output_dir=str(folder / "eval"), **ctx.training_controls("autoencoder"), **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     return {"model": _require(folder / "models" / "autoencoder.pt", "autoencoder"), "overrides": overrides,
             **_training_summary(folder / "models" / "autoencoder_training", seconds, overrides.get("batch_size", 16))}
@@ -263,9 +267,8 @@ def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencod
     start = time.perf_counter()
     _run_bundle(
         ctx, folder, "diffusion", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-        output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes("diffusion"),
-        progress_bar=ctx.quiet, fidelity_segmenter_path=segmenter["model"],
-        fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides,
+        output_dir=str(folder / "eval"), **ctx.training_controls("diffusion"),
+        fidelity_segmenter_path=segmenter["model"], fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     model = ctx.settings["model"]
