@@ -6,8 +6,8 @@ methods then sample in this process on the same images with the same seed.
     python scripts/pddpm_study.py --tiny --workdir /tmp/pddpm_study          # CPU, built-in phantom, tiny models
     python scripts/pddpm_study.py --dataset_dir ../shared/data/camus224 --workdir runs/pddpm_study --max_images 100
 
-Writes `<workdir>/study.json` (rows with exactly ROW_KEYS; Dice x 100, Hausdorff in pixels at metric_size),
-`<workdir>/study_uncertainty.json` (uncertainty vs error per sampled method) and `<workdir>/study.md`.
+Writes `<workdir>/study.json` (rows with exactly ROW_KEYS; Dice x 100, Hausdorff in pixels of the label maps' own
+grid or of metric_size), `<workdir>/study_uncertainty.json` (uncertainty vs error per sampled method) and `<workdir>/study.md`.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def study(
     pddpm_epochs: int = 500,
     batch_size: int = 8,
     max_images: int | None = None,
-    metric_size: int = 256,
+    metric_size: int | None = None,
     t_primes: tuple[int, ...] = T_PRIMES,
     ensembles: tuple[int, ...] | None = None,
     ddim: tuple[tuple[int, int], ...] = DDIM_VARIANTS,
@@ -148,7 +148,7 @@ def study(
     overrides = {**(TINY if tiny else {}), **(overrides or {})}
     ensembles = tuple(ensembles or ((1, 3) if tiny else ENSEMBLES))
     if tiny:
-        segmenter_epochs, pddpm_epochs, metric_size, max_images = 1, 1, 64, max_images or 4
+        segmenter_epochs, pddpm_epochs, max_images = 1, 1, max_images or 4
     if dataset_dir is None:
         phantom = work / "phantom_camus"
         if not phantom.is_dir():
@@ -169,7 +169,8 @@ def study(
 
     parser = ConfigParser()
     parser.read_config(_configs("inference.json", "inference_pddpm.json", "evaluate.json")["config_file"])
-    parser.update({**common, "split": eval_split, "metric_size": [metric_size, metric_size], "batch_size": batch_size,
+    grid = {} if metric_size is None else {"metric_size": [metric_size, metric_size]}  # default: the label maps' own
+    parser.update({**common, **grid, "split": eval_split, "batch_size": batch_size,
                    "ckpt_path": str(models / "pddpm.pt"), "presegmentation_ckpt": str(models / "model.pt")})
     parser.parse()
     device = parser.get_parsed_content("device")

@@ -15,6 +15,7 @@ from echodiff.data.camus import (
     CAMUS_LABELS,
     LoadCAMUSd,
     holdout_view,
+    label_grid,
     list_camus,
     read_camus_array,
     read_camus_frame,
@@ -140,6 +141,19 @@ def test_holdout_view_splits_training_patients_without_copying_images(phantom_ca
     with pytest.raises(ConfigValueError, match="holdout=4; expected 1..3 of the 4 training patients"):
         holdout_view(phantom_camus, tmp_path / "other", holdout=4)
 
+
+
+def test_label_grid_is_the_splits_own_and_label_maps_of_two_sizes_ask_for_one(phantom_camus: Path, tmp_path: Path):
+    assert label_grid(phantom_camus, "testing") == [64, 64]
+    copy = tmp_path / "camus"
+    shutil.copytree(phantom_camus, copy)
+    item = list_camus(copy, "testing")[-1]
+    for key in ("image", "label"):
+        array, spacing = read_camus_array(item[key])
+        write_camus_nifti(item[key], array[:48].astype(np.uint8), spacing)
+    with pytest.raises(ConfigValueError, match=rf"label maps of split 'testing' differ in size \(.*: \(64, 64\), "
+                       rf"{item['label']}: \(48, 64\)\); set --metric_size \[H, W\] to score them all on one grid"):
+        label_grid(copy, "testing")
 
 def test_camus224_lists_400_training_and_50_validation_patients(shared_data: Path):
     training = list_camus(shared_data / "camus224", "training")

@@ -56,6 +56,22 @@ def test_restarted_training_continues_from_last_epoch(tmp_path):
     assert resume_handlers(tmp_path, {"model": net2}, enabled=False) == []
 
 
+
+def _interval_run(ckpt_dir, max_epochs: int) -> list[str]:
+    trainer, net, opt = _trainer(max_epochs)
+    load = {"model": net, "optimizer": opt, "trainer": trainer}
+    saver = CheckpointSaver(str(ckpt_dir), load, save_interval=1, n_saved=1, epoch_level=True)
+    for handler in [saver, *resume_handlers(ckpt_dir, load, saver=saver)]:
+        handler.attach(trainer)
+    trainer.run()
+    return sorted(p.name for p in ckpt_dir.glob("*.pt"))
+
+
+def test_a_resumed_run_prunes_the_interval_checkpoint_it_resumed_from(tmp_path):
+    assert _interval_run(tmp_path, 2) == ["checkpoint_epoch=2.pt"]
+    assert _interval_run(tmp_path, 4) == ["checkpoint_epoch=4.pt"]
+    assert _interval_run(tmp_path, 4) == ["checkpoint_epoch=4.pt"]  # nothing left to train: the file stays
+
 def _run_with_inputs(ckpt_dir, max_epochs: int, inputs: dict, resume: bool = True):
     trainer, net, opt = _trainer(max_epochs)
     load = {"model": net, "optimizer": opt, "trainer": trainer}

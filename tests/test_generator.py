@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from echodiff.errors import (
@@ -11,6 +13,7 @@ from echodiff.errors import (
     LabelValueError,
     MissingFileError,
     ShapeMismatchError,
+    user_error,
 )
 from echodiff.generation import (
     AutoencoderSaver,
@@ -31,6 +34,7 @@ from echodiff.generation import (
 from echodiff.losses import GammaVAELoss
 from echodiff.samplers import ChurnSpec
 from ignite.engine import Events
+from monai.bundle import ConfigParser
 from monai.data import DataLoader
 from monai.engines import SupervisedTrainer
 from monai.inferers import SimpleInferer
@@ -251,6 +255,28 @@ def test_generator_checkpoint_loads_lazily_and_the_inferer_reproduces_seeded_sam
     expected, nfe = generator.sample(cond, steps=2, generator=seeded(5))
     assert torch.equal(images, expected) and inferer.nfe == nfe == 3
 
+
+
+def _inference_network(**overrides) -> GeneratorCheckpoint:
+    """The `network` of the generation bundle's inference.json with command-line style overrides."""
+    root = Path(__file__).resolve().parents[1] / "bundles" / "echo_ldm_generation"
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(root), "dataset_dir": "unused", "device": "$torch.device('cpu')", **overrides})
+    return parser.get_parsed_content("network")
+
+
+def test_inference_with_an_unknown_model_lists_the_known_ones_and_another_models_checkpoint_is_refused(tmp_path):
+    with pytest.raises(RuntimeError) as unknown:  # MONAI's config parser wraps our error
+        _inference_network(model="foo")
+    assert str(user_error(unknown.value)) == ("unknown generator model 'foo'; expected one of sdm, vp, ve, edm, "
+                                              "edm_l128, edm_l64")  # fmt: skip
+    path = save_generator(tmp_path / "generator_edm.pt", build("edm"))
+    with pytest.raises(ConfigValueError, match=rf"^generator checkpoint {path} holds a 'edm' generator, not the "
+                       r"'edm_l64' asked for; run it with --model edm, or point --generator_path at a 'edm_l64' "
+                       r"generator$"):  # fmt: skip
+        _inference_network(generator_path=str(path)).sample(fan_condition_map())
+    assert _inference_network(generator_path=str(path), model="edm").generator.model == "edm"
 
 def _loader(cond: torch.Tensor) -> DataLoader:
     return DataLoader([{"image": echo_images(c[None])[0], "cond": c} for c in cond], batch_size=2)

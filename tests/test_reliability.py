@@ -3,17 +3,25 @@ up-front dataset check. Each ends with one readable line naming the file and exi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from echodiff.data.check import camus_problems, check_camus
 from echodiff.errors import ConfigValueError, EchoDataError, as_flag
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATIENT = "patient0001"  # a training patient of the phantom
@@ -164,6 +172,7 @@ def test_view_inference_writes_predictions_with_a_header_and_names_a_bad_checkpo
     ok = _classifier("run", "--config_file", config, "--dataset_dir", str(phantom_camus), "--ckpt_path",
                      str(models / "model.pt"), "--output_dir", str(out))  # fmt: skip
     assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.strip().splitlines()[-1] == f"outputs written to {out}"
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "image,p_2CH,p_4CH" and len(rows) == 1 + 8  # 2 testing patients x 2 views x 2 phases
     garbage = tmp_path / "garbage.pt"
@@ -184,3 +193,100 @@ def test_command_line_flags_read_false_as_false(given: object, expected: bool) -
 def test_an_unreadable_flag_is_refused_naming_the_key() -> None:
     with pytest.raises(ConfigValueError, match=r"resume='maybe'; expected true or false"):
         as_flag("maybe", "resume")
+
+
+ITERATIONS_PER_EPOCH = 4  # 16 training images of the phantom, batch size 4
+
+
+def _record(log: Path, **entry: object) -> None:
+    with log.open("a") as file:
+        file.write(json.dumps(entry) + "\n")
+
+
+def _weights_digest(state_dict: dict) -> str:
+    return hashlib.sha256(b"".join(state_dict[k].cpu().numpy().tobytes() for k in sorted(state_dict))).hexdigest()
+
+
+def _train_child(overrides: dict, kill_at_iteration: int | None, log: Path) -> int:
+    """Run the segmenter's `training` (as `monai.bundle run training` does) in a forked child that SIGKILLs
+    itself after training iteration `kill_at_iteration` (counted over the whole run, as the trainer resumes it);
+    the child appends one JSON line per started epoch and per validation (mean Dice, digest of the weights) to `log`.
+    Returns the child's wait status."""
+    pid = os.fork()
+    if pid:
+        return os.waitpid(pid, 0)[1]
+    try:  # the child: never returns into pytest
+        root = REPO_ROOT / "bundles" / "echo_pddpm_segmentation"
+        workflow = ConfigWorkflow(str(root / "configs" / "train.json"), run_id="training", workflow_type="train",
+                                  bundle_root=str(root), **overrides)  # fmt: skip
+        workflow.initialize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+        network = workflow.parser.get_parsed_content("network")
+
+        def kill(engine) -> None:
+            if engine.state.iteration == kill_at_iteration:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: _record(log, started=e.state.epoch))
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, kill)
+        evaluator.add_event_handler(Events.COMPLETED, lambda e: _record(
+            log, validated=trainer.state.epoch, dice=e.state.metrics["val_mean_dice"],
+            weights=_weights_digest(network.state_dict())))  # after the best-model saver
+        workflow.run()
+        os._exit(0)
+    except BaseException:  # noqa: BLE001 - report anything to the parent through the log, then end the child
+        _record(log, error=traceback.format_exc())
+        os._exit(1)
+
+
+def _events(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _checkpointed_epoch(models: Path) -> int:
+    found = sorted(models.glob("checkpoint_epoch=*.pt"))
+    assert len(found) <= 1, f"interval checkpoints are not pruned: {found}"
+    return torch.load(found[0], weights_only=True)["trainer"]["iteration"] // ITERATIONS_PER_EPOCH if found else 0
+
+
+@pytest.mark.slow
+def test_training_killed_at_random_points_resumes_each_epoch_once_and_keeps_the_best_model(
+    tmp_path: Path, phantom_camus: Path
+) -> None:
+    """Three SIGKILLs at seeded random training iterations of the segmenter, each run restarted with the same
+    command: every run starts at the epoch after its last checkpointed one, each epoch is validated exactly once over
+    all runs (none lost, none repeated), one interval checkpoint is kept, and models/model.pt always holds the weights
+    of the best validation so far (mean Dice; the first of equals)."""
+    max_epochs, models, log = 4, tmp_path / "models", tmp_path / "events.jsonl"
+    # a high learning rate, so that some epochs score worse than an earlier one
+    overrides = {"dataset_dir": str(phantom_camus), "ckpt_dir": str(models), "output_dir": str(tmp_path / "eval"),
+                 "image_size": [32, 32], "filters": [8, 16, 32], "batch_size": 4, "num_workers": 0,
+                 "max_epochs": max_epochs, "learning_rate": 0.1}  # fmt: skip
+    kills = sorted(random.Random(10).sample(range(1, max_epochs * ITERATIONS_PER_EPOCH + 1), 3))
+    worse_after_restart = False
+    for kill_at in [*kills, None]:
+        done = _checkpointed_epoch(models)
+        best_before = max((e["dice"] for e in _events(log) if "validated" in e), default=None)
+        _record(log, restart=done)
+        status = _train_child(overrides, kill_at, log)
+        events = _events(log)
+        assert not any("error" in e for e in events), events[-1].get("error")
+        run = events[max(i for i, e in enumerate(events) if "restart" in e) + 1:]
+        started = [e["started"] for e in run if "started" in e]
+        worse_after_restart |= best_before is not None and any(e["dice"] < best_before for e in run if "dice" in e)
+        assert started == list(range(done + 1, done + 1 + len(started))) and started, (done, started)
+        if kill_at is None:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        else:
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+            assert _checkpointed_epoch(models) == (kill_at - 1) // ITERATIONS_PER_EPOCH  # every finished epoch kept
+        validated = [e for e in events if "validated" in e]
+        best = max(validated, key=lambda e: e["dice"]) if validated else None  # max: the first of equals
+        if best is not None:
+            assert _weights_digest(torch.load(models / "model.pt", weights_only=True)) == best["weights"]
+    assert [e["validated"] for e in validated] == list(range(1, max_epochs + 1))
+    assert len({e["weights"] for e in validated}) == max_epochs and worse_after_restart
+    assert _checkpointed_epoch(models) == max_epochs
+    assert torch.load(next(models.glob("checkpoint_epoch=*.pt")), weights_only=True)["best_metric"]["best_metric"] == (
+        best["dice"])

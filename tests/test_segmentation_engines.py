@@ -12,7 +12,9 @@ import torch
 from echodiff.data.camus import read_camus_array, write_camus_nifti
 from echodiff.engines import (
     CamusMeanDice,
+    CamusScoresd,
     MaskDiffusionPrepareBatch,
+    MeanImageScore,
     SegmentationReportSaver,
     SegmentationSaver,
     camus_scores,
@@ -97,6 +99,15 @@ def test_camus_mean_dice_metric_averages_images():
     assert metric.compute() == pytest.approx(50.0)
 
 
+def test_camus_scoresd_scores_an_image_once_for_the_mean_score_metric():
+    scored = [CamusScoresd()({"pred": pred, "label": _label()}) for pred in (_label(), torch.zeros(1, 16, 16))]
+    assert scored[0]["scores"] == camus_scores(_label(), _label())
+    metric = MeanImageScore()
+    metric.reset()
+    metric.update(scored)
+    assert metric.compute() == pytest.approx(50.0)
+
+
 def _engine_with(outputs: list[dict], batch: list[dict]) -> Engine:
     engine = Engine(lambda engine, data: None)
     engine.state.output, engine.state.batch = outputs, batch
@@ -106,9 +117,9 @@ def _engine_with(outputs: list[dict], batch: list[dict]) -> Engine:
 def test_report_saver_writes_json_and_markdown(tmp_path):
     label = _label()
     saver = SegmentationReportSaver(str(tmp_path / "report.json"), extra={"split": "validation"})
-    engine = _engine_with([{"pred": label, "label": label, "uncertainty": torch.zeros(1, 16, 16)},
-                           {"pred": torch.zeros_like(label), "label": label, "uncertainty": torch.ones(1, 16, 16)}],
-                          [{"source": "a.nii.gz"}, {"source": "b.nii.gz"}])
+    outputs = [{"pred": label, "label": label, "uncertainty": torch.zeros(1, 16, 16)},
+               {"pred": torch.zeros_like(label), "label": label, "uncertainty": torch.ones(1, 16, 16)}]
+    engine = _engine_with([CamusScoresd()(item) for item in outputs], [{"source": "a.nii.gz"}, {"source": "b.nii.gz"}])
     saver._reset(engine)
     saver._collect(engine)
     saver._report(engine)
@@ -136,3 +147,27 @@ def test_segmentation_saver_writes_nifti_at_source_size_and_overlay(tmp_path):
     assert uncertainty.shape == (24, 32) and uncertainty[:, -1].min() > uncertainty[:, 0].max()
     overlay = Image.open(tmp_path / "out" / "patient0001_2CH_ED_overlay.png")
     assert overlay.size == (64, 24)  # image with labels, uncertainty beside it
+
+
+def test_evaluation_scores_each_image_once_on_the_label_maps_own_grid(tmp_path, phantom_camus, monkeypatch):
+    """evaluate.json over the phantom's testing split (8 label maps of 64 px): one `camus_scores` call per image (the
+    key metric and the report share them) and distances on the 64 px grid by default."""
+    import echodiff.engines.segmentation_report as report_module
+    from echodiff.bundle import find_bundle_root
+    from monai.bundle import ConfigParser
+    from monai.bundle import run as bundle_run
+
+    root = find_bundle_root("echo_pddpm_segmentation")
+    configs = [f"{root}/configs/inference.json", f"{root}/configs/evaluate.json"]
+    overrides = {"dataset_dir": str(phantom_camus), "image_size": [32, 32], "filters": [8, 16, 32], "num_workers": 0,
+                 "output_dir": str(tmp_path / "eval"), "ckpt_path": str(tmp_path / "model.pt")}  # fmt: skip
+    parser = ConfigParser()
+    parser.read_config(configs)
+    parser.update({"bundle_root": root, **overrides})
+    torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "model.pt")
+    calls = []
+    scores = report_module.camus_scores
+    monkeypatch.setattr(report_module, "camus_scores", lambda *args: calls.append(1) or scores(*args))
+    bundle_run("evaluating", config_file=configs, bundle_root=root, **overrides)
+    report = json.loads((tmp_path / "eval" / "segmentation_report.json").read_text())
+    assert report["n_images"] == len(calls) == 8 and report["metric_size"] == [64, 64]

@@ -135,7 +135,7 @@ def test_cli_prints_the_error_as_its_last_line_and_exits_1(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_tiny_study_runs_every_stage_caches_reruns_on_changed_input_and_resumes(
-    tmp_path: Path, phantom_camus: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, phantom_camus: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     work = tmp_path / "study"
     dataset = tmp_path / "camus"
@@ -158,7 +158,10 @@ def test_tiny_study_runs_every_stage_caches_reruns_on_changed_input_and_resumes(
 
     # 2. restarted: the finished stages are reused, the killed one resumes from its checkpoint, the rest runs
     said: list[str] = []
+    capfd.readouterr()
     report = study(work, dataset, said, model="edm_l64")
+    bars = capfd.readouterr().err
+    assert "training" in bars and "Loading dataset" not in bars  # one progress bar per training stage, no cache bars
     assert any(m.startswith("[segmenter_real] cached") for m in said)
     assert any(m.startswith("[diffusion] resuming an interrupted run") for m in said)
     assert "Restored all variables from" in (work / "diffusion" / "log.txt").read_text()

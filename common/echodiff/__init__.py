@@ -2,7 +2,8 @@
 
 Subpackages load on first attribute access, so bundle configs need only `"$import echodiff"` and can then name
 `echodiff.data.views.view_classification_items` and the like. Importing echodiff installs
-`echodiff.errors.install_excepthook`: an uncaught bad-input error ends the output with its one-line message.
+`echodiff.errors.install_excepthook`: an uncaught bad-input error ends the output with its one-line message; and
+`echodiff.cpu.default_cpu_threads`: torch computes on half the CPU cores unless OMP_NUM_THREADS says otherwise.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from types import ModuleType
 __version__ = "0.3.0"
 
 _SUBPACKAGES = (
-    "bundle", "data", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses", "metrics", "networks",
-    "samplers", "schedulers", "study", "distillation",
+    "bundle", "cpu", "data", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses", "metrics",
+    "networks", "samplers", "schedulers", "study", "distillation",
 )
 
 
+from echodiff.cpu import default_cpu_threads  # noqa: E402
 from echodiff.errors import install_excepthook  # noqa: E402
 
 install_excepthook()  # a bad input run through `python -m monai.bundle run` ends with our one-line message
+default_cpu_threads()  # no OpenMP oversubscription next to data-loading workers or a second job
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -38,6 +38,7 @@ __all__ = [
     "LoadCAMUSd",
     "frame_meta",
     "holdout_view",
+    "label_grid",
     "list_camus",
     "read_camus_array",
     "read_camus_frame",
@@ -97,6 +98,21 @@ def list_camus(
         items.extend(_patient_items(folder, patient, views, phases, require_label, ".nii.gz" if nifti else ".mhd"))
     return items
 
+
+
+def label_grid(dataset_dir: str | os.PathLike, split: str) -> list[int]:
+    """The (H, W) grid of the label maps of `split`, where a segmenter is scored by default (distances in the
+    dataset's own pixels); label maps of different sizes raise ConfigValueError asking for one grid (--metric_size)."""
+    grids: dict[tuple[int, ...], str] = {}
+    for item in list_camus(dataset_dir, split):
+        grids.setdefault(read_camus_frame(item["label"])[0].shape, item["label"])
+        if len(grids) > 1:
+            (first, a), (second, b) = grids.items()
+            raise ConfigValueError(
+                f"label maps of split {split!r} differ in size ({a}: {first}, {b}: {second}); set --metric_size "
+                "[H, W] to score them all on one grid"
+            )
+    return list(next(iter(grids)))
 
 def _checked_choices(values: Sequence[str] | str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     values = (values,) if isinstance(values, str) else tuple(values)

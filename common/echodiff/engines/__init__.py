@@ -13,7 +13,15 @@ from .checkpoints import (
 from .classification_report import BootstrapAccuracySaver, HeaderCSVSaver
 from .diffusion_batches import MaskDiffusionPrepareBatch, SchedulerNoisePrepareBatch
 from .run_controls import TrainingTimeLimit, progress_bar, stop_after
-from .segmentation_report import CamusMeanDice, SegmentationReportSaver, camus_scores, uncertainty_error_stats
+from .run_report import outputs_written
+from .segmentation_report import (
+    CamusMeanDice,
+    CamusScoresd,
+    MeanImageScore,
+    SegmentationReportSaver,
+    camus_scores,
+    uncertainty_error_stats,
+)
 from .segmentation_writer import SegmentationSaver
 
 __all__ = [
@@ -22,7 +30,9 @@ __all__ = [
     "CheckedCheckpointLoader",
     "HeaderCSVSaver",
     "CamusMeanDice",
+    "CamusScoresd",
     "MaskDiffusionPrepareBatch",
+    "MeanImageScore",
     "ResumeCheckpointLoader",
     "SchedulerNoisePrepareBatch",
     "SegmentationReportSaver",
@@ -31,6 +41,7 @@ __all__ = [
     "camus_scores",
     "guard_resume",
     "latest_checkpoint",
+    "outputs_written",
     "progress_bar",
     "resume_handlers",
     "stop_after",

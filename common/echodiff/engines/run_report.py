@@ -1,4 +1,5 @@
-"""Base of the evaluator handlers that collect per-image results over a run and write one report at its end."""
+"""Base of the evaluator handlers that collect per-image results over a run and write one report at its end; the final
+line of an inference run."""
 
 from __future__ import annotations
 
@@ -30,3 +31,8 @@ class RunReport:
 
     def _report(self, engine: Engine) -> None:
         raise NotImplementedError
+
+
+def outputs_written(output_dir: str | Path) -> None:
+    """Print where an inference run wrote its outputs, as the run's final line (bundle configs end `run` with it)."""
+    print(f"outputs written to {Path(output_dir).resolve()}", flush=True)

@@ -1,4 +1,6 @@
-"""CAMUS segmentation scores for MONAI evaluators: a key metric (mean Dice) and a report handler (JSON + markdown).
+"""CAMUS segmentation scores for MONAI evaluators: a postprocessing transform that scores each image once
+(`CamusScoresd`), key metrics over those scores or straight from predictions (`MeanImageScore`, `CamusMeanDice`) and a
+report handler (JSON + markdown).
 
 Protocol (Stojanovski et al. 2024; docs/methods.md section 4): Dice x 100 for LV endo (label 1), LV epi (1 u 2), LA (3) and their mean, LV-endo
 Hausdorff distance in pixels of the label map's grid; mean and std over images. A predicted label map is resized
@@ -17,19 +19,21 @@ import torch.nn.functional as F
 from ignite.engine import Engine
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
+from monai.transforms import Transform
+from monai.utils import convert_to_tensor
 from scipy.stats import rankdata
 
 from echodiff.engines.run_report import RunReport
 from echodiff.errors import ShapeMismatchError
 from echodiff.io import atomic_write_text
-from echodiff.metrics.segmentation import camus_dice_batch, lv_endo_hausdorff_batch, markdown_table, summarize
+from echodiff.metrics.segmentation import camus_dice_batch, camus_scores_batch, markdown_table, summarize
 
 DICE_KEYS = {"lv_endo": "dice_lv_endo", "lv_epi": "dice_lv_epi", "la": "dice_la", "mean": "dice_mean"}
 
 
 def label_map_at(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A (1, H, W) label map of grid `size` from `pred`: class scores (C, h, w) are argmaxed, then resized (nearest)."""
-    pred = torch.as_tensor(pred).detach().cpu()
+    pred = _plain(pred)
     if pred.ndim != 3:
         raise ShapeMismatchError(
             f"pred has shape {tuple(pred.shape)}; expected class scores (C, h, w) or labels (1, h, w)"
@@ -42,27 +46,35 @@ def label_map_at(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def map_at(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A (1, H, W) float map of grid `size` from (1, h, w) `values` (bilinear), e.g. an uncertainty map."""
-    values = torch.as_tensor(values).detach().cpu().float()
+    values = _plain(values).float()
     if tuple(values.shape[1:]) != tuple(size):
         values = F.interpolate(values[None], size=tuple(size), mode="bilinear")[0]
     return values
 
 
+def _plain(values: torch.Tensor) -> torch.Tensor:
+    """A plain CPU tensor: MetaTensors cost far more per operation than the scoring itself."""
+    return convert_to_tensor(values, track_meta=False).detach().cpu()
+
+
 def _reference(label: torch.Tensor) -> torch.Tensor:
-    label = torch.as_tensor(label).detach().cpu()
+    label = _plain(label)
     if label.ndim != 3 or label.shape[0] != 1:
         raise ShapeMismatchError(f"label has shape {tuple(label.shape)}; expected a label map (1, H, W)")
     return label.long()
 
 
+def _label_maps(pred: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction, reference) as (1, 1, H, W) label maps on the reference's grid."""
+    label_map = _reference(label)[None]
+    return label_map_at(pred, label_map.shape[2:])[None], label_map
+
+
 def camus_scores(pred: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
     """Dice x 100 (dice_lv_endo, dice_lv_epi, dice_la, dice_mean) and hd_lv_endo (pixels) of one image."""
-    label_map = _reference(label)[None]
-    pred_map = label_map_at(pred, label_map.shape[2:])[None]
-    dice = camus_dice_batch(pred_map, label_map)
-    scores = {DICE_KEYS[name]: 100 * float(values[0]) for name, values in dice.items()}
-    scores["hd_lv_endo"] = float(lv_endo_hausdorff_batch(pred_map, label_map)[0])
-    return scores
+    scores = camus_scores_batch(*_label_maps(pred, label))
+    distance = float(scores.pop("hd_lv_endo")[0])
+    return {**{DICE_KEYS[name]: 100 * float(values[0]) for name, values in scores.items()}, "hd_lv_endo": distance}
 
 
 def uncertainty_error_stats(uncertainty: torch.Tensor, pred: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
@@ -91,29 +103,69 @@ def uncertainty_error_stats(uncertainty: torch.Tensor, pred: torch.Tensor, label
     return stats
 
 
-class CamusMeanDice(Metric):
-    """Mean over images of the CAMUS mean Dice x 100 (LV endo, LV epi, LA), for `key_val_metric`; summed over ranks
-    under DDP. Takes (preds, labels) lists of (C or 1, h, w) and (1, H, W), e.g. `from_engine(['pred', 'label'])`."""
+class CamusScoresd(Transform):
+    """Evaluator postprocessing: `camus_scores` of one image (and `uncertainty_error_stats` when the item holds an
+    uncertainty map) into `item[scores_key]`, so the key metric and the report read them instead of each scoring the
+    image again."""
+
+    def __init__(self, pred_key: str = "pred", label_key: str = "label", uncertainty_key: str = "uncertainty",
+                 scores_key: str = "scores") -> None:  # fmt: skip
+        self.pred_key, self.label_key, self.uncertainty_key = pred_key, label_key, uncertainty_key
+        self.scores_key = scores_key
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        pred, label = d[self.pred_key], d[self.label_key]
+        scores = camus_scores(pred, label)
+        if self.uncertainty_key in d:
+            scores.update(uncertainty_error_stats(d[self.uncertainty_key], pred, label))
+        d[self.scores_key] = scores
+        return d
+
+
+class _MeanOverImages(Metric):
+    """Mean of one value per image over a run; summed over ranks under DDP."""
 
     @reinit__is_reduced
     def reset(self) -> None:
         self._sum = torch.zeros((), dtype=torch.float64, device=self._device)
         self._count = torch.zeros((), dtype=torch.float64, device=self._device)
 
-    @reinit__is_reduced
-    def update(self, output: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
-        for pred, label in zip(*output):
-            self._sum += camus_scores(pred, label)["dice_mean"]
-            self._count += 1
+    def _add(self, values: list[float]) -> None:
+        self._sum += sum(values)
+        self._count += len(values)
 
     @sync_all_reduce("_sum", "_count")
     def compute(self) -> float:
         return float(self._sum / self._count.clamp(min=1))
 
 
+class MeanImageScore(_MeanOverImages):
+    """Mean over images of one `CamusScoresd` score (default `dice_mean`), for `key_val_metric`. Takes the evaluator's
+    output, a list of items holding `scores_key`."""
+
+    def __init__(self, score: str = "dice_mean", scores_key: str = "scores", **kwargs: object) -> None:
+        self.score, self.scores_key = score, scores_key
+        super().__init__(**kwargs)
+
+    @reinit__is_reduced
+    def update(self, output: list[dict]) -> None:
+        self._add([item[self.scores_key][self.score] for item in output])
+
+
+class CamusMeanDice(_MeanOverImages):
+    """Mean over images of the CAMUS mean Dice x 100 (LV endo, LV epi, LA), for a training run's `key_val_metric`
+    (Dice only: no Hausdorff distance). Takes (preds, labels) lists of (C or 1, h, w) and (1, H, W), e.g.
+    `from_engine(['pred', 'label'])`."""
+
+    @reinit__is_reduced
+    def update(self, output: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
+        self._add([100 * float(camus_dice_batch(*_label_maps(pred, label))["mean"][0]) for pred, label in zip(*output)])
+
+
 class SegmentationReportSaver(RunReport):
-    """Evaluator handler: per-image CAMUS scores (and, when the output holds an uncertainty map, how well it marks wrong
-    pixels), then mean/std to `output_file` (JSON with per-image rows) and a markdown table beside it (.md).
+    """Evaluator handler: the per-image scores of `CamusScoresd` (the evaluator's postprocessing puts them at
+    `scores_key`), then mean/std to `output_file` (JSON with per-image rows) and a markdown table beside it (.md).
 
     `extra` entries (dataset, split, device...) are copied into the JSON; `seconds_per_image` is the run's wall time
     (data loading included) over the number of images.
@@ -123,15 +175,12 @@ class SegmentationReportSaver(RunReport):
         self,
         output_file: str,
         extra: dict | None = None,
-        pred_key: str = "pred",
-        label_key: str = "label",
-        uncertainty_key: str = "uncertainty",
+        scores_key: str = "scores",
         source_key: str = "source",
         title: str = "CAMUS segmentation",
     ) -> None:
         super().__init__(output_file, extra)
-        self.pred_key, self.label_key = pred_key, label_key
-        self.uncertainty_key, self.source_key, self.title = uncertainty_key, source_key, title
+        self.scores_key, self.source_key, self.title = scores_key, source_key, title
         self.rows: list[dict] = []
         self._started = 0.0
 
@@ -140,11 +189,7 @@ class SegmentationReportSaver(RunReport):
 
     def _collect(self, engine: Engine) -> None:
         for item, batch_item in zip(engine.state.output, engine.state.batch):
-            pred, label = item[self.pred_key], item[self.label_key]
-            row = {"image": str(batch_item.get(self.source_key, len(self.rows))), **camus_scores(pred, label)}
-            if self.uncertainty_key in item:
-                row.update(uncertainty_error_stats(item[self.uncertainty_key], pred, label))
-            self.rows.append(row)
+            self.rows.append({"image": str(batch_item.get(self.source_key, len(self.rows))), **item[self.scores_key]})
 
     def _report(self, engine: Engine) -> None:
         seconds = time.perf_counter() - self._started
@@ -160,8 +205,8 @@ class SegmentationReportSaver(RunReport):
         table = f"## {self.title}\n\n{markdown_table(summary, digits=2)}\n"
         atomic_write_text(self.output_file, json.dumps(json_safe(result), indent=2) + "\n")
         atomic_write_text(self.output_file.with_suffix(".md"), table)
-        self.logger.info("segmentation report -> %s", self.output_file)
         print(table)
+        self.logger.info("segmentation report written to %s (table: .md beside it)", self.output_file)
 
 
 def json_safe(value: object) -> object:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from echodiff.errors import CorruptFileError, EchoDataError
+from echodiff.errors import ConfigValueError, CorruptFileError, EchoDataError
 from echodiff.generation.checkpoint_files import (
     AUTOENCODER_FORMAT,
     GENERATOR_FORMAT,
@@ -20,7 +20,7 @@ from echodiff.generation.checkpoint_files import (
     write_checkpoint,
 )
 from echodiff.generation.generator import LabelToImageGenerator
-from echodiff.generation.models import build_generator
+from echodiff.generation.models import build_generator, checked_model
 from echodiff.networks import GammaVAE
 
 __all__ = ["GeneratorCheckpoint", "load_autoencoder", "load_generator", "save_autoencoder", "save_generator"]
@@ -68,14 +68,23 @@ def load_autoencoder(path: str | Path, map_location: str | torch.device = "cpu")
 
 
 def load_generator(
-    path: str | Path, map_location: str | torch.device = "cpu", autoencoder_path: str | Path | None = None
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    autoencoder_path: str | Path | None = None,
+    model: str | None = None,
 ) -> LabelToImageGenerator:
     """The generator of a `save_generator` file, on `map_location`.
 
     `autoencoder_path` (latent models only): a `save_autoencoder` file whose weights replace the stored Gamma-VAE's
-    (`LabelToImageGenerator.load_autoencoder_weights`).
+    (`LabelToImageGenerator.load_autoencoder_weights`). `model`: the model the caller asked for; a checkpoint of
+    another model is refused (`ConfigValueError` naming both) instead of silently running the checkpoint's.
     """
     checkpoint = read_checkpoint(path, GENERATOR_FORMAT, map_location)
+    if model is not None and checkpoint["model"] != model:
+        raise ConfigValueError(
+            f"generator checkpoint {path} holds a {checkpoint['model']!r} generator, not the {model!r} asked for; "
+            f"run it with --model {checkpoint['model']}, or point --generator_path at a {model!r} generator"
+        )
     try:
         generator = build_generator(**checkpoint["build_kwargs"], latent_scale=checkpoint["latent_scale"])
     except (EchoDataError, TypeError) as err:
@@ -90,20 +99,28 @@ def load_generator(
 
 class GeneratorCheckpoint(nn.Module):
     """The generator in a `save_generator` file, loaded at its first use: bundle configs are instantiated (property
-    checks, workflow initialisation) before training has written the file. `sample` forwards to the generator."""
+    checks, workflow initialisation) before training has written the file. `sample` forwards to the generator.
+
+    `model` (checked at once: an unknown name is a `ConfigKeyError` listing the known ones) must be the model the file
+    holds (`load_generator`)."""
 
     def __init__(
-        self, path: str | Path, map_location: str | torch.device = "cpu", autoencoder_path: str | Path | None = None
+        self,
+        path: str | Path,
+        map_location: str | torch.device = "cpu",
+        autoencoder_path: str | Path | None = None,
+        model: str | None = None,
     ) -> None:
         super().__init__()
         self.path, self.map_location, self.autoencoder_path = path, map_location, autoencoder_path
+        self.model = None if model is None else checked_model(model)
         self._generator: LabelToImageGenerator | None = None
 
     @property
     def generator(self) -> LabelToImageGenerator:
         """The loaded generator (`load_generator`, in eval mode)."""
         if self._generator is None:
-            self._generator = load_generator(self.path, self.map_location, self.autoencoder_path).eval()
+            self._generator = load_generator(self.path, self.map_location, self.autoencoder_path, self.model).eval()
         return self._generator
 
     def sample(self, cond_map: Tensor, **kwargs: Any) -> tuple[Tensor, int]:

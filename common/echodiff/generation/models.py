@@ -55,6 +55,7 @@ __all__ = [
     "autoencoder_kwargs",
     "build_autoencoder",
     "build_generator",
+    "checked_model",
 ]
 
 GENERATOR_MODELS = ("sdm", "vp", "ve", "edm", "edm_l128", "edm_l64")
@@ -103,7 +104,8 @@ _UNET_FIXED = ("self", "spatial_dims", "in_channels", "out_channels", "label_nc"
 _VAE_FIXED = ("self", "spatial_dims", "in_channels")
 
 
-def _checked_model(model: str) -> str:
+def checked_model(model: str) -> str:
+    """`model` when it is one of `GENERATOR_MODELS`, else a `ConfigKeyError` listing them."""
     if model not in GENERATOR_MODELS:
         raise ConfigKeyError(f"unknown generator model {model!r}; expected one of {', '.join(GENERATOR_MODELS)}")
     return model
@@ -124,7 +126,7 @@ def autoencoder_kwargs(model: str, autoencoder: dict | None = None, paper_scale:
 
     The number of levels sets the latent grid (edm_l128: 2 levels, image / 2; edm_l64: 3 levels, image / 4).
     """
-    if _checked_model(model) not in LATENT_MODELS:
+    if checked_model(model) not in LATENT_MODELS:
         raise ConfigValueError(
             f"model {model!r} works in pixel space and uses no autoencoder; the Gamma-VAE serves the latent models "
             f"{', '.join(LATENT_MODELS)}"
@@ -184,7 +186,7 @@ def build_generator(
 
     The Gamma-VAE of a latent model is untrained: load stage 1's weights with `load_autoencoder_weights`.
     """
-    _checked_model(model)
+    checked_model(model)
     if noise not in NOISE_KINDS:
         raise ConfigKeyError(f"unknown noise {noise!r}; expected one of {', '.join(NOISE_KINDS)}")
     if noise != "gaussian" and model not in GAMMA_NOISE_MODELS:

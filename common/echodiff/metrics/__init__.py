@@ -14,6 +14,7 @@ from echodiff.metrics.classification import bootstrap_accuracy, correct_from_log
 from echodiff.metrics.segmentation import (
     camus_dice,
     camus_dice_batch,
+    camus_scores_batch,
     lv_endo_hausdorff,
     lv_endo_hausdorff_batch,
     markdown_table,
@@ -24,6 +25,7 @@ __all__ = [
     "bootstrap_accuracy",
     "camus_dice",
     "camus_dice_batch",
+    "camus_scores_batch",
     "correct_from_logits",
     "detect_ed_es",
     "ef_proxy",

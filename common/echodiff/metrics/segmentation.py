@@ -13,11 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
+from monai.utils import convert_to_tensor
 
 from echodiff.errors import LabelValueError, ShapeMismatchError
 
 STRUCTURES: dict[str, tuple[int, ...]] = {"lv_endo": (1,), "lv_epi": (1, 2), "la": (3,)}
 CAMUS_LABELS = (0, 1, 2, 3)
+# row = label, column = structure: 1 where the label belongs to it (a lookup instead of one comparison per structure)
+_STRUCTURE_TABLE = torch.tensor([[label in values for values in STRUCTURES.values()] for label in CAMUS_LABELS],
+                                dtype=torch.float64)  # fmt: skip
 LabelMap = np.ndarray | torch.Tensor
 
 
@@ -25,7 +29,7 @@ def _label_batch(labels: LabelMap, name: str, batched: bool) -> torch.Tensor:
     """Label map(s) as an integer tensor (B, 1, H, W), checked against the CAMUS label set."""
     if not isinstance(labels, torch.Tensor):
         labels = torch.from_numpy(np.asarray(labels, dtype=np.float64))
-    tensor = labels.detach().cpu().double()
+    tensor = convert_to_tensor(labels, track_meta=False).detach().cpu().double()  # no MetaTensor overhead per op
     if batched:
         if tensor.ndim != 4 or tensor.shape[1] != 1:
             raise ShapeMismatchError(f"{name} has shape {tuple(tensor.shape)}; expected a batch (B, 1, H, W)")
@@ -36,9 +40,8 @@ def _label_batch(labels: LabelMap, name: str, batched: bool) -> torch.Tensor:
                 f"(use the *_batch function for batches)"
             )
         tensor = tensor.reshape(1, 1, *tensor.shape[-2:])
-    values = torch.unique(tensor).tolist()
-    if not set(values) <= set(CAMUS_LABELS):
-        found = ", ".join(f"{value:g}" for value in values)
+    if not bool(((tensor == tensor.round()) & (tensor >= 0) & (tensor <= max(CAMUS_LABELS))).all()):
+        found = ", ".join(f"{value:g}" for value in torch.unique(tensor).tolist())
         raise LabelValueError(
             f"{name} has label values {{{found}}}; expected CAMUS labels 0..3 "
             f"(background, LV cavity, myocardium, left atrium)"
@@ -58,18 +61,21 @@ def _pair(pred: LabelMap, target: LabelMap, batched: bool) -> tuple[torch.Tensor
 
 def camus_structures(labels: torch.Tensor) -> torch.Tensor:
     """Binary channels (B, 3, H, W) float64: LV endo, LV epi, LA from a (B, 1, H, W) label map."""
-    return torch.cat([torch.isin(labels, torch.tensor(values)) for values in STRUCTURES.values()], dim=1).double()
+    return _STRUCTURE_TABLE[labels[:, 0]].permute(0, 3, 1, 2)
 
 
-def camus_dice_batch(pred: LabelMap, target: LabelMap) -> dict[str, np.ndarray]:
-    """Dice per image for LV endo, LV epi, LA and their mean; label maps (B, 1, H, W), numpy or torch."""
-    pred_batch, target_batch = _pair(pred, target, batched=True)
+def _dice(pred_batch: torch.Tensor, target_batch: torch.Tensor) -> dict[str, np.ndarray]:
     scores = compute_dice(
         camus_structures(pred_batch), camus_structures(target_batch), include_background=True, ignore_empty=False
     ).numpy()
     result = {name: scores[:, index] for index, name in enumerate(STRUCTURES)}
     result["mean"] = scores.mean(axis=1)
     return result
+
+
+def camus_dice_batch(pred: LabelMap, target: LabelMap) -> dict[str, np.ndarray]:
+    """Dice per image for LV endo, LV epi, LA and their mean; label maps (B, 1, H, W), numpy or torch."""
+    return _dice(*_pair(pred, target, batched=True))
 
 
 def camus_dice(pred: LabelMap, target: LabelMap) -> dict[str, float]:
@@ -88,9 +94,15 @@ def lv_endo_hausdorff_batch(
     `compute_hausdorff_distance` reads it as "no percentile"). The distance is undefined, and
     returned as nan, when either cavity is empty.
     """
+    return _hausdorff(*_pair(pred, target, batched=True), spacing, percentile)
+
+
+def _hausdorff(
+    pred_batch: torch.Tensor, target_batch: torch.Tensor, spacing: float | Sequence[float] | None,
+    percentile: float | None,
+) -> np.ndarray:
     if percentile is not None and not 0 < percentile <= 100:
         raise ValueError(f"percentile is {percentile}; expected 0 < percentile <= 100 or None (maximum)")
-    pred_batch, target_batch = _pair(pred, target, batched=True)
     pred_endo, target_endo = (pred_batch == 1).float(), (target_batch == 1).float()
     distances = np.full(pred_batch.shape[0], np.nan)
     defined = (pred_endo.flatten(1).amax(1) > 0) & (target_endo.flatten(1).amax(1) > 0)
@@ -99,6 +111,13 @@ def lv_endo_hausdorff_batch(
             pred_endo[defined], target_endo[defined], include_background=True, percentile=percentile, spacing=spacing
         )[:, 0].numpy()
     return distances
+
+
+def camus_scores_batch(pred: LabelMap, target: LabelMap) -> dict[str, np.ndarray]:
+    """`camus_dice_batch` (keys lv_endo, lv_epi, la, mean) and `lv_endo_hausdorff_batch` in pixels (key hd_lv_endo) of
+    label maps (B, 1, H, W), checked once."""
+    pred_batch, target_batch = _pair(pred, target, batched=True)
+    return {**_dice(pred_batch, target_batch), "hd_lv_endo": _hausdorff(pred_batch, target_batch, None, None)}
 
 
 def lv_endo_hausdorff(

@@ -33,7 +33,7 @@ from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
 from echodiff.bundle import find_bundle_root, load_bundle_network
-from echodiff.data.camus import holdout_view, list_camus, read_camus_array
+from echodiff.data.camus import holdout_view, list_camus
 from echodiff.engines.checkpoints import latest_checkpoint
 from echodiff.errors import ConfigValueError, EmptySplitError, MissingFileError
 from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
@@ -100,6 +100,12 @@ class StudyContext:
     def minutes(self, stage: str) -> float:
         """Wall-clock minutes of training given to `stage` (its share of the budget)."""
         return self.shares[stage] * self.budget_minutes
+
+    def training_controls(self, stage: str) -> dict:
+        """Overrides of training `stage`: its share of the budget and, when quiet, one progress bar over the run (no
+        per-iteration log lines, no bars of the dataset caches)."""
+        return {"time_limit_minutes": self.minutes(stage), "progress_bar": self.quiet,
+                "train#dataset#progress": not self.quiet, "validate#dataset#progress": not self.quiet}  # fmt: skip
 
     def common_overrides(self) -> dict:
         """Overrides every bundle run gets: device and, when quiet, a progress bar instead of per-iteration logs."""
@@ -228,8 +234,7 @@ def train_downstream(ctx: StudyContext, folder: Path, dataset_dir: str, stage: s
     overrides = dict(ctx.settings[kind])
     start = time.perf_counter()
     _run_bundle(ctx, folder, kind, "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes(stage), progress_bar=ctx.quiet,
-                **overrides)  # fmt: skip
+                output_dir=str(folder / "eval"), **ctx.training_controls(stage), **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     return {"model": _require(folder / "models" / "model.pt", stage), "overrides": overrides,
             **_training_summary(folder / "models", seconds, overrides.get("batch_size", 16))}  # fmt: skip
@@ -240,8 +245,7 @@ def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str) -> dict
     overrides = {"model": ctx.settings["model"], "image_size": ctx.image_size, **ctx.settings["autoencoder"]}
     start = time.perf_counter()
     _run_bundle(ctx, folder, "autoencoder", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-                output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes("autoencoder"),
-                progress_bar=ctx.quiet, **overrides)  # fmt: skip
+                output_dir=str(folder / "eval"), **ctx.training_controls("autoencoder"), **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     return {"model": _require(folder / "models" / "autoencoder.pt", "autoencoder"), "overrides": overrides,
             **_training_summary(folder / "models" / "autoencoder_training", seconds, overrides.get("batch_size", 16))}
@@ -263,9 +267,8 @@ def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencod
     start = time.perf_counter()
     _run_bundle(
         ctx, folder, "diffusion", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-        output_dir=str(folder / "eval"), time_limit_minutes=ctx.minutes("diffusion"),
-        progress_bar=ctx.quiet, fidelity_segmenter_path=segmenter["model"],
-        fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides,
+        output_dir=str(folder / "eval"), **ctx.training_controls("diffusion"),
+        fidelity_segmenter_path=segmenter["model"], fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     model = ctx.settings["model"]
@@ -292,19 +295,13 @@ def synthesize(ctx: StudyContext, folder: Path, source_dir: str, generator_path:
             "images_per_s": summary["images_per_s"], "seconds": summary["seconds"]}  # fmt: skip
 
 
-def _reference_size(dataset_dir: Path, split: str) -> list[int]:
-    """Grid of the first label map of the split: segmentations are scored there (native label grid)."""
-
-    label = list_camus(dataset_dir, split)[0]["label"]
-    return list(read_camus_array(label)[0].shape[-2:])
-
-
 def evaluate_segmenter(ctx: StudyContext, folder: Path, model: dict, name: str) -> dict:
-    """echo_pddpm_segmentation `evaluate.json` on the test split, Dice / Hausdorff on the native label grid."""
+    """echo_pddpm_segmentation `evaluate.json` on the test split, Dice / Hausdorff on the native label grid (its
+    default `metric_size`)."""
     out = folder / name
     seg = model["overrides"]
     _run_bundle(ctx, out, "segmenter_eval", "evaluating", dataset_dir=str(ctx.test_dir), split=ctx.test_split,
-                ckpt_path=model["model"], output_dir=str(out), metric_size=_reference_size(ctx.test_dir, ctx.test_split),
+                ckpt_path=model["model"], output_dir=str(out),
                 **{k: seg[k] for k in ("image_size", "filters") if k in seg})  # fmt: skip
     return json.loads((out / "segmentation_report.json").read_text())
 
