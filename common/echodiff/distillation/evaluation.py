@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from echodiff.data.camus import checked_label_map, list_camus, read_camus_frame
 from echodiff.data.echonet import check_traced_videos, list_echonet, load_echonet_item
+from echodiff.engines.run_report import outputs_written
 from echodiff.io import atomic_write_json
 from echodiff.metrics.cardiac import frame_detection_error, pearson_r, segmentation_dice_at_threshold
 
@@ -102,6 +103,6 @@ def evaluate_lv_segmenter(
               "seconds": time.perf_counter() - started, **scores}  # fmt: skip
     path = Path(output_dir) / REPORT_FILE
     atomic_write_json(path, report)
-    print(f"wrote {path}")
+    outputs_written(path.parent)
     return report
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from echodiff.data.echonet import list_echonet_videos, read_video  # noqa: E402
+from echodiff.engines.run_report import outputs_written  # noqa: E402
 from echodiff.errors import MissingFileError, ShapeMismatchError  # noqa: E402
 from echodiff.io import atomic_write, atomic_write_json  # noqa: E402
 from echodiff.metrics.cardiac import DICE_THRESHOLD, detect_ed_es, ef_proxy, lv_area_curve  # noqa: E402
@@ -131,7 +132,7 @@ def infer_videos(
 ) -> dict:  # fmt: skip
     """Segment the LV in every frame of `videos` (`list_video_files`) and write, per video, `<name>_lv.json` (area
     curve, ED / ES frames, EF proxy), `<name>_lv_probs.npz` (uint8 probabilities x 255 on the video's grid) and
-    `<name>_strip.png`; and `summary.json`. Returns the summary and logs where it wrote."""
+    `<name>_strip.png`; and `summary.json`. Returns the summary; the last line printed says where it wrote."""
     out = Path(output_dir)
     rows, start, n_frames = [], time.perf_counter(), 0
     for item in tqdm(list_video_files(videos), desc="videos", unit="video", disable=not progress, dynamic_ncols=True):
@@ -151,5 +152,5 @@ def infer_videos(
     seconds = time.perf_counter() - start
     summary = {"videos": rows, "frames_per_s": n_frames / seconds if seconds > 0 else 0.0, "output_dir": str(out)}
     atomic_write_json(out / "summary.json", summary)
-    print(f"wrote LV masks, curves and strips of {len(rows)} video(s) to {out}")
+    outputs_written(out)
     return summary
