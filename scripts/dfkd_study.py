@@ -23,8 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from echodiff.bundle import find_bundle_root  # noqa: E402
-from echodiff.distillation import evaluate_camus_lv, evaluate_echonet, load_weights  # noqa: E402
+from echodiff.bundle import find_bundle_root, load_weights  # noqa: E402
+from echodiff.distillation import evaluate_camus_lv, evaluate_echonet  # noqa: E402
 from echodiff.errors import as_flag, run_cli  # noqa: E402
 from echodiff.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from echodiff.networks import FrameWise  # noqa: E402
@@ -52,7 +52,7 @@ def _teacher(teacher_path: str, teacher_filters: list[int]) -> torch.nn.Module:
     parser = ConfigParser()
     parser.read_config(_configs("train.json"))
     parser.update({"teacher_filters": teacher_filters})
-    return FrameWise(load_weights(parser.get_parsed_content("teacher_def"), teacher_path))
+    return FrameWise(load_weights(parser.get_parsed_content("teacher_def"), teacher_path, "teacher checkpoint"))
 
 
 def _row(name: str, network: torch.nn.Module, spec: dict, scores: dict) -> dict:

@@ -22,13 +22,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from echodiff.data.conditioning import condition_map, sector_mask  # noqa: E402
+from echodiff.data.conditioning import sector_mask  # noqa: E402
 from echodiff.data.echonet import list_echonet_videos, read_video  # noqa: E402
 from echodiff.data.label_motion import SYSTOLE_FRACTION  # noqa: E402
 from echodiff.distillation.sources import resize_frames  # noqa: E402
 from echodiff.errors import run_cli  # noqa: E402
 from echodiff.generation.checkpoints import load_generator  # noqa: E402
-from echodiff.generation.clips import echonet_timing, synthesize_clips, temporal_change  # noqa: E402
+from echodiff.generation.clips import (  # noqa: E402
+    clip_condition_maps,
+    echonet_timing,
+    generate_frames,
+    synthesize_clips,
+    temporal_change,
+)
 from echodiff.generation.synthesis import generator_fn  # noqa: E402
 from echodiff.io import atomic_write, atomic_write_json  # noqa: E402
 
@@ -53,12 +59,11 @@ def _coherence_of_videos(videos: list[Path], size: int) -> list[float]:
 def _independent_noise_change(generate, out_dir: Path, name: str, seed: int) -> float:
     """temporal_change of a clip regenerated from its label maps with a different seed for every frame (the
     ablation of the shared noise), inside the sector of the shared-noise clip."""
-    labels = torch.as_tensor(np.load(out_dir / "Labels" / f"{name}.npy"))
+    labels = np.load(out_dir / "Labels" / f"{name}.npy")
     sector = torch.as_tensor(_sector(_frames(out_dir / "Videos" / f"{name}.avi", generate.image_size)))
-    cond = torch.stack([torch.as_tensor(condition_map(sector.float(), frame)) for frame in labels])[:, None]
-    images = torch.cat([generate(chunk, [seed + 1 + i * 32 + j for j in range(len(chunk))])[0]
-                        for i, chunk in enumerate(cond.split(32))])  # fmt: skip
-    return temporal_change(images[:, 0].clamp(0, 1), sector)
+    cond = clip_condition_maps(sector, labels)
+    images = generate_frames(generate, cond, [seed + 1 + t for t in range(len(cond))])
+    return temporal_change(images[:, 0], sector)
 
 
 def _strip(out_dir: Path, name: str, n_shown: int = 8) -> Path:

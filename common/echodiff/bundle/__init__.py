@@ -6,7 +6,7 @@ from __future__ import annotations
 from .checks import BundleCheckError, check_bundle_files, check_properties, run_ci_plan, validate_metadata
 from .export import export_for_monai_label, merged_config
 from .location import REPO_BUNDLES, bundle_names, find_bundle_root
-from .networks import load_bundle_network
+from .networks import load_bundle_network, load_weights
 
 __all__ = [
     "REPO_BUNDLES",
@@ -17,6 +17,7 @@ __all__ = [
     "export_for_monai_label",
     "find_bundle_root",
     "load_bundle_network",
+    "load_weights",
     "merged_config",
     "run_ci_plan",
     "validate_metadata",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .dataset import DistillationClips
 from .evaluation import REPORT_FILE, evaluate_camus_lv, evaluate_echonet, evaluate_lv_segmenter
 from .sources import dataset_layout, list_sources, load_frames, resize_frames
-from .targets import TARGETS_FILE, checked_teacher, load_weights, produce_targets, read_target
+from .targets import TARGETS_FILE, checked_teacher, produce_targets, read_target
 from .video import LVProbability, infer_videos, list_video_files, lv_function, predict_lv, save_strip
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "list_sources",
     "list_video_files",
     "load_frames",
-    "load_weights",
     "lv_function",
     "predict_lv",
     "produce_targets",

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from echodiff.data.camus import checked_label_map, list_camus, read_camus_frame
+from echodiff.data.camus import list_camus
+from echodiff.data.camus_input import LoadResizedCAMUSd
 from echodiff.data.echonet import check_traced_videos, list_echonet, load_echonet_item
 from echodiff.engines.run_report import outputs_written
 from echodiff.io import atomic_write_json
@@ -73,13 +74,12 @@ def evaluate_camus_lv(
     device: str | torch.device = "cpu", lv_channel: int = 1, progress: bool = True,
 ) -> dict:  # fmt: skip
     """Mean LV-cavity Dice (p > 80/255 against label 1, on the label map's grid) over the frames of a CAMUS split."""
-    dice = []
+    dice, load = [], LoadResizedCAMUSd(image_size, label_spatial_size=(-1, -1))  # the label map keeps its grid
     for item in tqdm(list_camus(dataset_dir, split), desc="CAMUS frames", unit="frame", disable=not progress,
                      dynamic_ncols=True):  # fmt: skip
-        image, _ = read_camus_frame(item["image"])
-        label = checked_label_map(read_camus_frame(item["label"])[0], item["label"])
-        frames = resize_frames(np.clip(image.astype(np.float32)[None] / 255.0, 0, 1), image_size)
-        probs = predict_lv(network, frames, 1, label.shape, device, lv_channel=lv_channel)
+        data = load(item)
+        label = data["label"][0].numpy()
+        probs = predict_lv(network, data["image"].as_tensor(), 1, label.shape, device, lv_channel=lv_channel)
         dice.append(segmentation_dice_at_threshold(probs[0].numpy(), (label == 1).astype(np.uint8)))
     return {"dice_lv": float(np.mean(dice)), "n_images": len(dice)}
 

@@ -2,8 +2,8 @@
 clips) as grey frame stacks (T, H, W) in [0, 1] at the networks' size, with no human label anywhere
 (Petit et al. 2024, "EchoDFKD", section 3: the student only sees the teacher's soft masks).
 
-A CAMUS frame is a clip of one frame; an EchoNet video a clip of all its frames. The intensity mapping (0..255 ->
-[0, 1]) and the resize (area interpolation) are those of the segmentation bundle the default teacher comes from.
+A CAMUS frame is a clip of one frame, loaded by the bundles' own `LoadResizedCAMUSd`; an EchoNet video a clip of all
+its frames, with the same intensity mapping (0..255 -> [0, 1]) and resize (area interpolation).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from echodiff.data.camus import NIFTI_FOLDER, list_camus, read_camus_frame
+from echodiff.data.camus import NIFTI_FOLDER, list_camus
+from echodiff.data.camus_input import LoadResizedCAMUSd
 from echodiff.data.echonet import list_echonet_videos, read_video
 from echodiff.errors import ConfigKeyError, MissingFileError, ShapeMismatchError
 
@@ -72,8 +73,7 @@ def load_frames(item: dict, image_size: tuple[int, int] | list[int]) -> torch.Te
     """(T, H, W) float32 frames in [0, 1] of a `list_sources` item, resized to `image_size`. A video must have the
     frame size its FileList.csv row states (FrameHeight x FrameWidth) and grey frames (`read_video`)."""
     if item["kind"] == "frame":
-        array, _ = read_camus_frame(item["path"])
-        frames = np.clip(np.asarray(array, dtype=np.float32)[None] / 255.0, 0.0, 1.0)
+        return LoadResizedCAMUSd(image_size, keys="image")({"image": item["path"]})["image"].as_tensor().float()
     else:
         video = read_video(item["path"])
         expected = item.get("frame_size")

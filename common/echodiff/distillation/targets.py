@@ -24,31 +24,13 @@ from tqdm import tqdm
 import echodiff
 from echodiff.errors import ConfigValueError, CorruptFileError, ShapeMismatchError
 from echodiff.fingerprints import file_digest, fingerprint
-from echodiff.io import atomic_write, atomic_write_json, read_torch_file
+from echodiff.io import atomic_write, atomic_write_json
 
 from .sources import load_frames
 
-__all__ = ["TARGETS_FILE", "checked_teacher", "load_weights", "produce_targets", "read_target"]
+__all__ = ["TARGETS_FILE", "checked_teacher", "produce_targets", "read_target"]
 
 TARGETS_FILE = "targets.json"
-
-
-def load_weights(network: nn.Module, ckpt_path: str | os.PathLike, name: str = "teacher checkpoint",
-                 hint: str = "train one with echo_pddpm_segmentation configs/train.json or set --teacher_path",
-                 weights_key: str = "model") -> nn.Module:  # fmt: skip
-    """`network` with the weights of `ckpt_path` (a MONAI CheckpointSaver file or a plain state dict), in eval mode;
-    a missing, unreadable or ill-fitting file is named in a one-line error."""
-    checkpoint = read_torch_file(ckpt_path, name, hint)
-    state = checkpoint.get(weights_key, checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as err:
-        lines = str(err).strip().splitlines()
-        raise CorruptFileError(
-            f"{ckpt_path} does not fit the network of this config ({lines[min(1, len(lines) - 1)].strip()}); expected a "
-            f"{name} of the same network settings (filters, k_blocks / n_layers, classes)"
-        ) from err
-    return network.eval()
 
 
 @torch.no_grad()

@@ -85,8 +85,8 @@ def lv_function(probs: Tensor | np.ndarray, ed_reference: int | None = None, es_
 def save_strip(path: str | os.PathLike, frames: np.ndarray, probs: np.ndarray, lv: dict, n_shown: int = 8,
                title: str = "") -> Path:  # fmt: skip
     """PNG: `n_shown` frames (ED and ES among them) with the LV mask outline (p > 80/255), above the LV area curve."""
-    shown = sorted({lv["ed_frame"], lv["es_frame"], *np.linspace(0, len(frames) - 1, n_shown).round().astype(int)})
-    shown = shown[: max(n_shown, 2)]
+    spaced = np.linspace(0, len(frames) - 1, max(n_shown - 2, 1)).round().astype(int).tolist()
+    shown = sorted({lv["ed_frame"], lv["es_frame"], *spaced})
     figure, axes = plt.subplots(2, len(shown), figsize=(1.6 * len(shown), 3.6),
                                 gridspec_kw={"height_ratios": [1, 0.8]})  # fmt: skip
     for ax, t in zip(axes[0], shown):

@@ -35,7 +35,8 @@ from echodiff.io import atomic_write, atomic_write_json, atomic_write_text
 
 from .synthesis import GeneratorFn, case_seed, source_condition_map
 
-__all__ = ["CLIP_SETTINGS", "echonet_timing", "synthesize_clips", "temporal_change"]
+__all__ = ["CLIP_SETTINGS", "clip_condition_maps", "echonet_timing", "generate_frames", "synthesize_clips",
+           "temporal_change"]
 
 CLIP_SETTINGS = "clips.json"
 ECHONET_SPLITS = {"training": "TRAIN", "validation": "VAL", "testing": "TEST"}
@@ -56,6 +57,21 @@ def temporal_change(frames: np.ndarray | torch.Tensor, sector: np.ndarray | torc
     frames = torch.as_tensor(np.asarray(frames), dtype=torch.float32)
     inside = torch.as_tensor(np.asarray(sector), dtype=torch.bool)
     return float((frames[1:] - frames[:-1]).abs()[:, inside].mean())
+
+
+def clip_condition_maps(sector: torch.Tensor, labels: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Conditioning maps (T, 1, H, W) of a clip's CAMUS label maps (T, H, W) inside one fixed sector (H, W)."""
+    return torch.stack([torch.as_tensor(condition_map(sector.float(), frame)) for frame in torch.as_tensor(labels)])[
+        :, None
+    ]
+
+
+def generate_frames(generate: GeneratorFn, cond: torch.Tensor, seeds: Sequence[int], batch_size: int = 32
+                    ) -> torch.Tensor:  # fmt: skip
+    """Images (T, 1, H, W) in [0, 1] of conditioning maps (T, 1, H, W), frame t from seed `seeds[t]` (one repeated
+    seed for a temporally coherent clip)."""
+    chunks = zip(cond.split(batch_size), np.array_split(np.asarray(seeds), range(batch_size, len(seeds), batch_size)))
+    return torch.cat([generate(chunk, [int(s) for s in chunk_seeds])[0] for chunk, chunk_seeds in chunks]).clamp(0, 1)
 
 
 def _pairs(dataset_dir: str | os.PathLike, split: str, views: Sequence[str]) -> list[tuple[dict, dict]]:
@@ -114,11 +130,10 @@ def synthesize_clips(
         labels = None
         if not (video.is_file() and labels_path.is_file()):
             labels, dice = label_cycle(ed_labels, es_labels, n_frames, systole)
-            sector = (ed_cond[0] > 0).float()
-            cond = torch.stack([torch.as_tensor(condition_map(sector, frame)) for frame in labels])[:, None]
+            cond = clip_condition_maps(ed_cond[0] > 0, labels)
             clip_seed = case_seed(seed, index, 0)
-            images = torch.cat([generate(chunk, [clip_seed] * len(chunk))[0] for chunk in cond.split(batch_size)])
-            frames = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+            images = generate_frames(generate, cond, [clip_seed] * len(cond), batch_size)
+            frames = (images[:, 0] * 255).round().to(torch.uint8).numpy()
             _write_avi(video, frames, fps)
             atomic_write(labels_path, lambda tmp, lab=labels.numpy(): np.save(tmp, lab), suffix=".npy")
             atomic_write_json(out / "Labels" / f"{name}.json", {"fit_dice_es": dice, "seed": clip_seed})
