@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from echodiff.bundle import load_weights
+from echodiff.engines import TeacherTargetsPrepareBatch
 from echodiff.data.echonet import list_echonet_videos, read_video
 from echodiff.data.label_motion import cardiac_phase, label_cycle
 from echodiff.data.camus import list_camus, read_camus_array, write_camus_nifti
@@ -140,6 +141,21 @@ def test_augmentation_moves_frames_and_targets_together_and_keeps_distributions(
     assert abs(dy) + abs(dx) == 5 and float(torch.stack(errors).min()) < 1e-4
     assert torch.allclose(plain["label"].roll((dy, dx), (-2, -1))[..., 8:-8, 8:-8], moved["label"][..., 8:-8, 8:-8],
                           atol=0.05)  # fmt: skip
+
+
+def test_online_targets_are_the_teachers_softmax_on_the_augmented_clip(teacher, dfkd_teacher, phantom_echonet,
+                                                                      tmp_path):  # fmt: skip
+    sources = list_sources(phantom_echonet, "training")
+    produce_targets(teacher, dfkd_teacher, sources, tmp_path, SIZE, progress=False)
+    item = DistillationClips(sources, tmp_path, SIZE, clip_length=4, random_window=False)[0]
+    darker = {"image": item["image"][None] ** 2.0, "label": item["label"][None]}  # a contrast change: same geometry
+    image, online = TeacherTargetsPrepareBatch(teacher)(darker, "cpu")
+    assert image.shape == (1, 1, 4, 32, 32) and online.shape == (1, 4, 4, 32, 32)
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(teacher(image[:, :, t]), 1) for t in range(4)], dim=2)
+    assert torch.allclose(online, expected, atol=1e-6)
+    # the stored targets (teacher on the original frames) are not what the teacher says about the changed frames
+    assert (online - darker["label"]).abs().max() > 0.05
 
 
 def test_missing_targets_name_the_file_and_the_command(phantom_echonet, tmp_path):

@@ -11,6 +11,7 @@ from .checkpoints import (
     resume_handlers,
 )
 from .classification_report import BootstrapAccuracySaver, HeaderCSVSaver
+from .distillation_batches import TeacherTargetsPrepareBatch
 from .diffusion_batches import MaskDiffusionPrepareBatch, SchedulerNoisePrepareBatch
 from .run_controls import TrainingTimeLimit, progress_bar, stop_after
 from .run_report import outputs_written
@@ -37,6 +38,7 @@ __all__ = [
     "SchedulerNoisePrepareBatch",
     "SegmentationReportSaver",
     "SegmentationSaver",
+    "TeacherTargetsPrepareBatch",
     "TrainingTimeLimit",
     "camus_scores",
     "guard_resume",
