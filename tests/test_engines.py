@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from echodiff.engines import BestMetricState, BootstrapAccuracySaver, latest_checkpoint, resume_handlers
+from echodiff.engines import BestMetricState, BestModelSaver, BootstrapAccuracySaver, latest_checkpoint, resume_handlers
 from echodiff.engines import CheckedCheckpointLoader
 from echodiff.errors import ConfigValueError, CorruptFileError, MissingFileError, ShapeMismatchError
 from ignite.engine import Engine, Events
@@ -159,36 +159,85 @@ class _ScriptedMetric(Metric):
         return self.values.pop(0)
 
 
-def _validated_run(ckpt_dir, max_epochs: int, scores):
+class _Killed(Exception):
+    """Stands for a SIGKILL: the run ends at once and leaves what it had written (all writes are atomic)."""
+
+
+def _raise(engine) -> None:
+    raise _Killed
+
+
+def _validated_run(ckpt_dir, max_epochs: int, scores, kill_after: str | None = None):
+    """A training run validated after every epoch with the scripted `scores`, resumed from `ckpt_dir` as the bundles
+    do (interval checkpoint, resume loader, best-model saver, in this order); `kill_after` "validation" ends it in the
+    last epoch between its validation and its interval checkpoint, "checkpoint" between the interval checkpoint and
+    the best-model write."""
     trainer, net, opt = _trainer(max_epochs)
     batches = [{"image": torch.ones(1, 3), "label": torch.ones(1, 1)}]
     evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=batches, network=net,
                                     key_val_metric={"score": _ScriptedMetric(scores)})
-    best_saver = CheckpointSaver(str(ckpt_dir), {"model": net}, save_key_metric=True, key_metric_filename="model.pt")
-    best_saver.attach(evaluator)
     ValidationHandler(1, evaluator).attach(trainer)
-    best = BestMetricState(evaluator, [best_saver])
-    state = {"model": net, "optimizer": opt, "trainer": trainer, "best_metric": best}
+    if kill_after == "validation":
+        trainer.add_event_handler(Events.EPOCH_COMPLETED(once=max_epochs), _raise)
+    state = {"model": net, "optimizer": opt, "trainer": trainer, "best_metric": BestMetricState(evaluator)}
     CheckpointSaver(str(ckpt_dir), state, save_interval=1, n_saved=1, epoch_level=True).attach(trainer)
     for handler in resume_handlers(ckpt_dir, state):
         handler.attach(trainer)
-    trainer.run()
-    return evaluator
+    if kill_after == "checkpoint":
+        trainer.add_event_handler(Events.EPOCH_COMPLETED(once=max_epochs), _raise)
+    BestModelSaver(evaluator, ckpt_dir / "model.pt", net).attach(trainer)
+    if kill_after is None:
+        trainer.run()
+    else:
+        with pytest.raises(_Killed):
+            trainer.run()
+    return evaluator, net
+
+
+def _saved(path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resumed_run_keeps_its_best_checkpoint(tmp_path):
     """Best score 0.9 at epoch 1, then a kill after epoch 2: the resumed run's worse epoch 3 (0.7) must not replace
     models/model.pt; its better epoch 4 (0.95) must."""
     _validated_run(tmp_path, 2, [0.9, 0.5])
-    best = torch.load(tmp_path / "model.pt", weights_only=True)
-    evaluator = _validated_run(tmp_path, 3, [0.7])
+    best = _saved(tmp_path / "model.pt")
+    evaluator, _ = _validated_run(tmp_path, 3, [0.7])
     assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.9, 1)
-    after = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert all(torch.equal(best[k], after[k]) for k in best)
-    evaluator = _validated_run(tmp_path, 4, [0.95])
+    assert _same(best, _saved(tmp_path / "model.pt"))
+    evaluator, _ = _validated_run(tmp_path, 4, [0.95])
     assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.95, 4)
-    after = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert not all(torch.equal(best[k], after[k]) for k in best)
+    assert not _same(best, _saved(tmp_path / "model.pt"))
+
+
+def test_kill_between_a_best_validation_and_its_interval_checkpoint_keeps_model_and_record_in_step(tmp_path):
+    """Epoch 2 validates best (0.9 > 0.5) and the run dies before its interval checkpoint: the best model on disk is
+    still epoch 1's, the one the newest checkpoint records, so the rerun of epoch 2 (0.7 this time) rightly replaces
+    it; a file better than the record, which a weaker rerun could overwrite, never exists."""
+    _, net = _validated_run(tmp_path, 1, [0.5])
+    first = {k: v.clone() for k, v in net.state_dict().items()}
+    _validated_run(tmp_path, 2, [0.9], kill_after="validation")
+    assert _same(first, _saved(tmp_path / "model.pt")) and latest_checkpoint(tmp_path).endswith("epoch=1.pt")
+    evaluator, net = _validated_run(tmp_path, 2, [0.7])
+    assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.7, 2)
+    assert _same(net.state_dict(), _saved(tmp_path / "model.pt"))
+
+
+def test_kill_between_the_interval_checkpoint_and_the_best_model_write_is_repaired_on_resume(tmp_path):
+    """Epoch 2 validates best and is checkpointed, then the run dies before writing model.pt: the resumed run (nothing
+    left to train) writes epoch 2's weights from the checkpoint, so model.pt matches the recorded best again."""
+    _validated_run(tmp_path, 1, [0.5])
+    _, net = _validated_run(tmp_path, 2, [0.9], kill_after="checkpoint")
+    second = {k: v.clone() for k, v in net.state_dict().items()}
+    assert not _same(second, _saved(tmp_path / "model.pt"))
+    evaluator, _ = _validated_run(tmp_path, 2, [])
+    assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.9, 2)
+    assert _same(second, _saved(tmp_path / "model.pt"))
 
 
 def test_checkpoint_without_best_score_still_resumes(tmp_path):
@@ -197,7 +246,7 @@ def test_checkpoint_without_best_score_still_resumes(tmp_path):
     CheckpointSaver(str(tmp_path), {"model": net, "optimizer": opt, "trainer": trainer}, save_interval=1,
                     n_saved=1, epoch_level=True).attach(trainer)
     trainer.run()
-    evaluator = _validated_run(tmp_path, 2, [0.4])
+    evaluator, _ = _validated_run(tmp_path, 2, [0.4])
     assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.4, 2)
 
 

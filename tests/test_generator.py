@@ -307,7 +307,7 @@ def test_autoencoder_train_step_counts_the_warm_up_in_epochs_and_the_saver_write
         device=torch.device("cpu"), max_epochs=2, train_data_loader=_loader(fan_condition_map(2)), network=vae,
         optimizer=torch.optim.Adam(vae.parameters(), lr=1e-3), loss_function=GammaVAELoss(warmup_epochs=1),
         inferer=SimpleInferer(), iteration_update=AutoencoderTrainStep(),
-        train_handlers=[AutoencoderSaver(tmp_path / "last.pt", kwargs, best=False)],
+        train_handlers=[AutoencoderSaver(tmp_path / "last.pt", kwargs)],
     )  # fmt: skip
     latent_terms = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: latent_terms.append(e.state.output[0]["loss_latent"]))

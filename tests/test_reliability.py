@@ -207,11 +207,12 @@ def _weights_digest(state_dict: dict) -> str:
     return hashlib.sha256(b"".join(state_dict[k].cpu().numpy().tobytes() for k in sorted(state_dict))).hexdigest()
 
 
-def _train_child(overrides: dict, kill_at_iteration: int | None, log: Path) -> int:
-    """Run the segmenter's `training` (as `monai.bundle run training` does) in a forked child that SIGKILLs
-    itself after training iteration `kill_at_iteration` (counted over the whole run, as the trainer resumes it);
-    the child appends one JSON line per started epoch and per validation (mean Dice, digest of the weights) to `log`.
-    Returns the child's wait status."""
+def _train_child(overrides: dict, kill: tuple[str, int] | None, log: Path) -> int:
+    """Run the segmenter's `training` (as `monai.bundle run training` does) in a forked child that SIGKILLs itself at
+    `kill`: ("iteration", i) after training iteration i (counted over the whole run, as the trainer resumes it), or
+    ("validation", e) right after epoch e's validation, before its interval checkpoint; the child appends one JSON
+    line per started epoch and per validation (mean Dice, digest of the weights) to `log`, and one before a kill after
+    validation. Returns the child's wait status."""
     pid = os.fork()
     if pid:
         return os.waitpid(pid, 0)[1]
@@ -224,15 +225,20 @@ def _train_child(overrides: dict, kill_at_iteration: int | None, log: Path) -> i
         evaluator = workflow.parser.get_parsed_content("validate#evaluator")
         network = workflow.parser.get_parsed_content("network")
 
-        def kill(engine) -> None:
-            if engine.state.iteration == kill_at_iteration:
+        def kill_at_iteration(engine) -> None:
+            if kill == ("iteration", engine.state.iteration):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def validated(engine) -> None:
+            _record(log, validated=trainer.state.epoch, dice=engine.state.metrics["val_mean_dice"],
+                    weights=_weights_digest(network.state_dict()))
+            if kill == ("validation", trainer.state.epoch):
+                _record(log, killed_after_validation=trainer.state.epoch)
                 os.kill(os.getpid(), signal.SIGKILL)
 
         trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: _record(log, started=e.state.epoch))
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, kill)
-        evaluator.add_event_handler(Events.COMPLETED, lambda e: _record(
-            log, validated=trainer.state.epoch, dice=e.state.metrics["val_mean_dice"],
-            weights=_weights_digest(network.state_dict())))  # after the best-model saver
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, kill_at_iteration)
+        evaluator.add_event_handler(Events.COMPLETED, validated)
         workflow.run()
         os._exit(0)
     except BaseException:  # noqa: BLE001 - report anything to the parent through the log, then end the child
@@ -250,40 +256,50 @@ def _checkpointed_epoch(models: Path) -> int:
     return torch.load(found[0], weights_only=True)["trainer"]["iteration"] // ITERATIONS_PER_EPOCH if found else 0
 
 
+def _kept_validations(events: list[dict]) -> list[dict]:
+    """The validations of finished epochs: all but those followed by a kill before their interval checkpoint."""
+    return [e for e, after in zip(events, events[1:] + [{}]) if "validated" in e and "killed_after_validation" not in after]
+
+
 @pytest.mark.slow
 def test_training_killed_at_random_points_resumes_each_epoch_once_and_keeps_the_best_model(
     tmp_path: Path, phantom_camus: Path
 ) -> None:
-    """Three SIGKILLs at seeded random training iterations of the segmenter, each run restarted with the same
-    command: every run starts at the epoch after its last checkpointed one, each epoch is validated exactly once over
-    all runs (none lost, none repeated), one interval checkpoint is kept, and models/model.pt always holds the weights
-    of the best validation so far (mean Dice; the first of equals)."""
+    """SIGKILLs of the segmenter's training, each run restarted with the same command: one right after a best
+    validation (epoch 1's), before its interval checkpoint, then three at seeded random training iterations. Every
+    run starts at the epoch after its last checkpointed one, each epoch is validated exactly once over all runs apart
+    from the validation of an epoch killed before its checkpoint (none lost, none repeated), one interval checkpoint is
+    kept, and models/model.pt always holds the weights of the best kept validation so far (mean Dice; the first of
+    equals), never the weights of an unfinished epoch."""
     max_epochs, models, log = 4, tmp_path / "models", tmp_path / "events.jsonl"
     # a high learning rate, so that some epochs score worse than an earlier one
     overrides = {"dataset_dir": str(phantom_camus), "ckpt_dir": str(models), "output_dir": str(tmp_path / "eval"),
                  "image_size": [32, 32], "filters": [8, 16, 32], "batch_size": 4, "num_workers": 0,
                  "max_epochs": max_epochs, "learning_rate": 0.1}  # fmt: skip
-    kills = sorted(random.Random(10).sample(range(1, max_epochs * ITERATIONS_PER_EPOCH + 1), 3))
+    kills = [("iteration", i) for i in sorted(random.Random(10).sample(range(1, max_epochs * ITERATIONS_PER_EPOCH + 1), 3))]
     worse_after_restart = False
-    for kill_at in [*kills, None]:
+    for kill in [("validation", 1), *kills, None]:
         done = _checkpointed_epoch(models)
-        best_before = max((e["dice"] for e in _events(log) if "validated" in e), default=None)
+        best_before = max((e["dice"] for e in _kept_validations(_events(log))), default=None)
         _record(log, restart=done)
-        status = _train_child(overrides, kill_at, log)
+        status = _train_child(overrides, kill, log)
         events = _events(log)
         assert not any("error" in e for e in events), events[-1].get("error")
         run = events[max(i for i, e in enumerate(events) if "restart" in e) + 1:]
         started = [e["started"] for e in run if "started" in e]
         worse_after_restart |= best_before is not None and any(e["dice"] < best_before for e in run if "dice" in e)
         assert started == list(range(done + 1, done + 1 + len(started))) and started, (done, started)
-        if kill_at is None:
+        if kill is None:
             assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         else:
             assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-            assert _checkpointed_epoch(models) == (kill_at - 1) // ITERATIONS_PER_EPOCH  # every finished epoch kept
-        validated = [e for e in events if "validated" in e]
+            finished = kill[1] - 1 if kill[0] == "validation" else (kill[1] - 1) // ITERATIONS_PER_EPOCH
+            assert _checkpointed_epoch(models) == finished  # every finished epoch kept, the killed one not
+        validated = _kept_validations(events)
         best = max(validated, key=lambda e: e["dice"]) if validated else None  # max: the first of equals
-        if best is not None:
+        if best is None:
+            assert not (models / "model.pt").exists()
+        else:
             assert _weights_digest(torch.load(models / "model.pt", weights_only=True)) == best["weights"]
     assert [e["validated"] for e in validated] == list(range(1, max_epochs + 1))
     assert len({e["weights"] for e in validated}) == max_epochs and worse_after_restart

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .checkpoints import (
     BestMetricState,
+    BestModelSaver,
     CheckedCheckpointLoader,
     ResumeCheckpointLoader,
     guard_resume,
@@ -27,6 +28,7 @@ from .segmentation_writer import SegmentationSaver
 
 __all__ = [
     "BestMetricState",
+    "BestModelSaver",
     "BootstrapAccuracySaver",
     "CheckedCheckpointLoader",
     "HeaderCSVSaver",

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.engines import Evaluator
 from monai.handlers import CheckpointLoader, CheckpointSaver
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
 import echodiff
 from echodiff.errors import ConfigValueError, ShapeMismatchError, as_flag
-from echodiff.io import atomic_write_json, read_torch_file
+from echodiff.io import atomic_write, atomic_write_json, read_torch_file
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 # what an LR scheduler's state_dict holds about its progress; every other entry defines the schedule itself
@@ -100,26 +101,55 @@ class ResumeCheckpointLoader(CheckedCheckpointLoader):
 
 
 class BestMetricState:
-    """The validation's best-so-far as a checkpointable object: the evaluator's `best_metric` / `best_metric_epoch`
-    (what best-model handlers such as `AutoencoderSaver` read) and the ranking of each key-metric `CheckpointSaver`.
+    """The validation's best-so-far as a checkpointable object: the evaluator's `best_metric` / `best_metric_epoch`,
+    which `BestModelSaver` reads.
 
     Put it into the interval checkpoint (`save_dict`) and the resume `load_dict`: without it a resumed run starts
-    with no best, and its first validation overwrites the best checkpoint even when the model got worse.
+    with no best, and its first validation overwrites the best model even when the model got worse.
     """
 
-    def __init__(self, evaluator: Evaluator, savers: list[CheckpointSaver] | tuple = ()) -> None:
-        self.evaluator, self.savers = evaluator, list(savers)
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
 
     def state_dict(self) -> dict:
         state = self.evaluator.state
-        return {"best_metric": float(state.best_metric), "best_metric_epoch": int(state.best_metric_epoch),
-                "savers": [saver._key_metric_checkpoint.state_dict() for saver in self.savers]}
+        return {"best_metric": float(state.best_metric), "best_metric_epoch": int(state.best_metric_epoch)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.evaluator.state.best_metric = state_dict["best_metric"]
         self.evaluator.state.best_metric_epoch = state_dict["best_metric_epoch"]
-        for saver, saved in zip(self.savers, state_dict["savers"], strict=True):
-            saver.load_state_dict(saved)
+
+
+class BestModelSaver:
+    """Writes `network`'s weights (a plain state dict, as MONAI's CheckpointSaver writes one object) to `path` after
+    every epoch whose validation is the best so far (the evaluator's `best_metric_epoch`, ranked by its
+    `metric_cmp_fn`), from the trainer, after that epoch's interval checkpoint.
+
+    Why not MONAI's key-metric CheckpointSaver on the evaluator: it writes the best model during validation, before the
+    epoch's interval checkpoint; a run killed between the two resumes from the previous epoch with that epoch's lower
+    best score, and the rerun of the epoch may replace the better model on disk with a weaker one. Attach this handler
+    after the interval `CheckpointSaver` and after `resume_handlers`' loader: at EPOCH_COMPLETED it then runs after the
+    interval checkpoint, and when a run resumes from a checkpoint whose epoch is the best (killed after the interval
+    checkpoint, before this write) it writes the model at the start. `path` always holds the weights of the best
+    validation recorded in the newest interval checkpoint.
+    """
+
+    def __init__(self, evaluator: Evaluator, path: str | Path, network: torch.nn.Module) -> None:
+        self.evaluator, self.path, self.network = evaluator, Path(path), network
+
+    def attach(self, trainer: Engine) -> None:
+        trainer.add_event_handler(Events.STARTED, self)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, trainer: Engine) -> None:
+        if trainer.state.epoch > 0 and self.evaluator.state.best_metric_epoch == trainer.state.epoch:
+            self.save(trainer)
+
+    def save(self, trainer: Engine) -> None:
+        """Write the best model (subclasses write other formats)."""
+        network = self.network.module if isinstance(self.network, DistributedDataParallel) else self.network
+        state = network.state_dict()
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp), suffix=".pt")
 
 
 RUN_INPUTS_FILE = "run_inputs.json"

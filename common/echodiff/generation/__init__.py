@@ -47,6 +47,7 @@ from echodiff.generation.synthesis import (
 from echodiff.generation.training import (
     AutoencoderEvalStep,
     AutoencoderSaver,
+    BestAutoencoderSaver,
     AutoencoderTrainStep,
     DiffusionTrainStep,
     GeneratorSaver,
@@ -71,6 +72,7 @@ __all__ = [
     "PAPER_SCALE_NETWORKS",
     "AutoencoderEvalStep",
     "AutoencoderSaver",
+    "BestAutoencoderSaver",
     "AutoencoderTrainStep",
     "DiffusionTrainStep",
     "GeneratedImageWriter",

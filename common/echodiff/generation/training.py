@@ -18,16 +18,19 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from monai.engines import Evaluator
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
+from echodiff.engines.checkpoints import BestModelSaver
 from echodiff.generation.checkpoints import save_autoencoder, save_generator
 
 __all__ = [
     "AutoencoderEvalStep",
     "AutoencoderSaver",
+    "BestAutoencoderSaver",
     "AutoencoderTrainStep",
     "DiffusionTrainStep",
     "GeneratorSaver",
@@ -132,25 +135,31 @@ class DiffusionTrainStep:
 
 
 class AutoencoderSaver:
-    """Ignite handler writing the engine's Gamma-VAE with `save_autoencoder(path, network, build_kwargs)`.
+    """Ignite handler writing the trainer's Gamma-VAE, the "last" weights, after every epoch with
+    `save_autoencoder(path, network, build_kwargs)` ({"epoch": trainer epoch} in the file)."""
 
-    `best=True` (attach to the evaluator): after each validation whose key metric is the best so far, with the
-    metric in the file; `best=False` (attach to the trainer): after every epoch, the "last" weights.
-    """
-
-    def __init__(self, path: str | Path, build_kwargs: dict, best: bool = True) -> None:
-        self.path, self.build_kwargs, self.best = path, build_kwargs, best
+    def __init__(self, path: str | Path, build_kwargs: dict) -> None:
+        self.path, self.build_kwargs = path, build_kwargs
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        extra: dict[str, Any] = {"epoch": engine.state.epoch}
-        if self.best:
-            if engine.state.best_metric_epoch != engine.state.epoch:
-                return
-            extra[engine.state.key_metric_name] = float(engine.state.best_metric)
-        save_autoencoder(self.path, unwrap(engine.network), self.build_kwargs, extra)
+        save_autoencoder(self.path, unwrap(engine.network), self.build_kwargs, {"epoch": engine.state.epoch})
+
+
+class BestAutoencoderSaver(BestModelSaver):
+    """`BestModelSaver` for the Gamma-VAE: the best validation's weights as a `save_autoencoder` file, with the epoch
+    and the key metric in it."""
+
+    def __init__(self, evaluator: Evaluator, path: str | Path, network: nn.Module, build_kwargs: dict) -> None:
+        super().__init__(evaluator, path, network)
+        self.build_kwargs = build_kwargs
+
+    def save(self, trainer: Engine) -> None:
+        state = self.evaluator.state
+        save_autoencoder(self.path, unwrap(self.network), self.build_kwargs,
+                         {"epoch": trainer.state.epoch, state.key_metric_name: float(state.best_metric)})
 
 
 class GeneratorSaver:
