@@ -15,7 +15,7 @@ import pytest
 import torch
 from echodiff.bundle import export_for_monai_label, merged_config
 from echodiff.data.camus import list_camus, read_camus_frame
-from echodiff.errors import MissingFileError
+from echodiff.errors import ConfigValueError, MissingFileError
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 
@@ -45,19 +45,30 @@ def test_view_classifier_preprocessing_carries_no_spatial_metadata(phantom_camus
     assert type(image) is torch.Tensor and image.shape == (1, 32, 32)
 
 
-def test_pddpm_export_serves_the_merged_overlay_as_its_one_inference_json(tmp_path: Path):
-    weights = tmp_path / "pddpm.pt"
-    weights.write_bytes(b"weights")
-    overrides = {"presegmentation_ckpt": "/models/segmenter.pt"}
-    export = export_for_monai_label("echo_pddpm_segmentation", tmp_path / "served", weights, PDDPM, overrides)
-    served = json.loads((export / "configs" / "inference.json").read_text())
+def test_pddpm_export_is_one_self_contained_inference_json_with_both_checkpoints(tmp_path: Path):
+    """The served file alone, parsed as MONAI Label parses it (bundle_root = the exported folder), builds the PD-DDPM
+    network and points its two checkpoints at the copies inside the export."""
+    weights, segmenter = tmp_path / "pddpm.pt", tmp_path / "segmenter.pt"
+    weights.write_bytes(b"pddpm weights")
+    segmenter.write_bytes(b"segmenter weights")
+    export = export_for_monai_label("echo_pddpm_segmentation", tmp_path / "served", weights, PDDPM,
+                                    {"sampling_seed": 0}, {"presegmentation_ckpt": segmenter})  # fmt: skip
     assert export.name == "echo_pddpm_segmentation"  # MONAI Label infers the task type from the folder name
-    assert served == merged_config("echo_pddpm_segmentation", PDDPM, overrides)
-    assert served["network_def"]["_target_"] == "DiffusionModelUNet"
-    assert served["inferer"]["_target_"] == "echodiff.inferers.PDDPMInferer"
-    assert served["presegmentation_ckpt"] == "/models/segmenter.pt" and served["method"]["name"] == "pddpm"
-    assert (export / "models" / "model.pt").read_bytes() == b"weights"
+    parser = ConfigParser()
+    parser.read_config(str(export / "configs" / "inference.json"))
+    parser["bundle_root"] = str(export)
+    assert Path(parser.get_parsed_content("ckpt_path")).read_bytes() == b"pddpm weights"
+    assert Path(parser.get_parsed_content("presegmentation_ckpt")).read_bytes() == b"segmenter weights"
+    assert type(parser.get_parsed_content("network_def")).__name__ == "DiffusionModelUNet"
+    assert parser["inferer"]["_target_"] == "echodiff.inferers.PDDPMInferer" and parser["sampling_seed"] == 0
     assert (export / "configs" / "metadata.json").is_file()
+
+
+def test_pddpm_export_refuses_to_serve_its_weights_as_the_presegmentation_too(tmp_path: Path):
+    weights = tmp_path / "pddpm.pt"
+    weights.write_bytes(b"pddpm weights")
+    with pytest.raises(ConfigValueError, match="presegmentation_ckpt point at models/model.pt.*extra_models"):
+        export_for_monai_label("echo_pddpm_segmentation", tmp_path / "served", weights, PDDPM)
 
 
 def test_export_names_a_missing_config_or_model(tmp_path: Path):
@@ -65,3 +76,7 @@ def test_export_names_a_missing_config_or_model(tmp_path: Path):
         merged_config("echo_pddpm_segmentation", ["inference.json", "inference_typo.json"])
     with pytest.raises(MissingFileError, match=r"model weights .*absent\.pt do not exist"):
         export_for_monai_label("echo_pddpm_segmentation", tmp_path, tmp_path / "absent.pt", PDDPM)
+    with pytest.raises(MissingFileError, match=r"absent_seg\.pt do not exist; expected the weights of config key "
+                                               "presegmentation_ckpt"):
+        export_for_monai_label("echo_pddpm_segmentation", tmp_path, __file__, PDDPM,
+                               extra_models={"presegmentation_ckpt": tmp_path / "absent_seg.pt"})

@@ -13,7 +13,7 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from echodiff.bundle.location import find_bundle_root
-from echodiff.errors import MissingFileError
+from echodiff.errors import ConfigValueError, MissingFileError
 
 __all__ = ["export_for_monai_label", "merged_config"]
 
@@ -38,16 +38,35 @@ def export_for_monai_label(
     model: str | Path,
     config_files: Sequence[str] | str = ("inference.json",),
     overrides: Mapping[str, Any] | None = None,
+    extra_models: Mapping[str, str | Path] | None = None,
 ) -> Path:
     """Write `out_dir/<bundle>`: the bundle's configs, `configs/inference.json` = `merged_config(config_files,
-    overrides)` and `model` as `models/model.pt`; returns that folder (pass it to MONAI Label as a bundle model)."""
-    if not Path(model).is_file():
-        raise MissingFileError(f"model weights {model} do not exist; expected the checkpoint {bundle} serves")
-    content = merged_config(bundle, config_files, overrides)
+    overrides)` with `ckpt_path` at `models/model.pt`, `model` as `models/model.pt` and each of `extra_models` ({config key: weights}, e.g. PD-DDPM's
+    {"presegmentation_ckpt": segmenter.pt}) as `models/<key>.pt`, its key pointing there; returns that folder (pass
+    it to MONAI Label as a bundle model; it needs no file outside it).
+
+    A config key other than `ckpt_path` that still points at `models/model.pt` (PD-DDPM's presegmentation checkpoint
+    does by default) would load the served weights in its place: refused, naming the key."""
+    paths = {"model": Path(model), **{key: Path(path) for key, path in (extra_models or {}).items()}}
+    for key, path in paths.items():
+        if not path.is_file():
+            what = f"the checkpoint {bundle} serves" if key == "model" else f"the weights of config key {key}"
+            raise MissingFileError(f"model weights {path} do not exist; expected {what}")
+    extra = {key: f"$@bundle_root + '/models/{key}.pt'" for key in paths}
+    extra["ckpt_path"] = extra.pop("model")
+    content = merged_config(bundle, config_files, {**dict(overrides or {}), **extra})  # `monai.bundle run` in it too
+    stale = [key for key, value in content.items()
+             if key != "ckpt_path" and isinstance(value, str) and "models/model.pt" in value]  # fmt: skip
+    if stale:
+        raise ConfigValueError(
+            f"{bundle}: config key(s) {', '.join(stale)} point at models/model.pt, which the export fills with {model}; "
+            f"expected their weights in extra_models (--extra_models \"{{'{stale[0]}': 'PATH.pt'}}\")"
+        )
     root = Path(find_bundle_root(bundle))
     export = Path(out_dir) / root.name
     shutil.copytree(root / "configs", export / "configs", dirs_exist_ok=True)
     (export / "configs" / "inference.json").write_text(json.dumps(content, indent=4) + "\n")
     (export / "models").mkdir(exist_ok=True)
-    shutil.copy(model, export / "models" / "model.pt")
+    for key, path in paths.items():
+        shutil.copy(path, export / "models" / f"{key}.pt")  # model.pt: what MONAI Label loads
     return export
