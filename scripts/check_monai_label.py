@@ -8,7 +8,7 @@ bundle configs import `echodiff`. MONAI Label is not a dependency of echodiff, s
         --images '["/data/CAMUS/database_nifti/patient0001/patient0001_4CH_ED.nii.gz"]'
     python scripts/check_monai_label.py --bundle echo_pddpm_segmentation \\
         --configs "['inference.json','inference_pddpm.json']" --model runs/seg/models/pddpm.pt \\
-        --overrides '{"presegmentation_ckpt": "runs/seg/models/model.pt"}' --images ...
+        --extra_models "{'presegmentation_ckpt': 'runs/seg/models/model.pt'}" --images ...
     python scripts/check_monai_label.py --bundle echo_view_classification --model runs/vc/models/model.pt --images ...
 
 Segmentation: MONAI Label writes the label file itself (NIfTI for NIfTI input, `.mhd` for `.mhd` input); for every
@@ -16,7 +16,7 @@ pixel of the source image the script finds the label voxel at the same world poi
 the share that holds the bundle's label (1.0 = same grid, orientation and labels). Classification: the class MONAI
 Label reports against the bundle's argmax. The bundle is exported to a temporary folder by
 `echodiff.bundle.export_for_monai_label` (`--configs` merged into its `inference.json`, `--model` as
-`models/model.pt`), as MONAI Label expects; `--overrides` are config keys (a Python-literal dict: `True`/`False`, not
+`models/model.pt`, `--extra_models` beside it), as MONAI Label expects; `--overrides` are config keys (a Python-literal dict: `True`/`False`, not
 JSON's `true`/`false`, which fire reads as strings).
 """
 
@@ -70,13 +70,13 @@ def world_agreement(result_file: str, image_path: str, expected_hw: np.ndarray) 
 
 
 def check(bundle: str, model: str, images: list[str], configs: tuple[str, ...] = ("inference.json",),
-          overrides: dict | None = None, seed: int = 0) -> None:
+          overrides: dict | None = None, extra_models: dict | None = None, seed: int = 0) -> None:
     """Print one row per image, MONAI Label's answer checked against the bundle's prediction; exit 1 on a mismatch."""
     from monailabel.tasks.infer.bundle import BundleInferTask  # MONAI Label is only needed here
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        export = export_for_monai_label(bundle, tmp, model, configs, overrides)
+        export = export_for_monai_label(bundle, tmp, model, configs, overrides, extra_models)
         task = BundleInferTask(str(export), {})
         if not task.is_valid():
             raise RuntimeError(f"MONAI Label did not accept the exported bundle {export} (see its log above).")
