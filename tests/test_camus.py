@@ -14,6 +14,7 @@ import torch
 from echodiff.data.camus import (
     CAMUS_LABELS,
     LoadCAMUSd,
+    camus_frame_shape,
     holdout_view,
     label_grid,
     list_camus,
@@ -154,6 +155,15 @@ def test_label_grid_is_the_splits_own_and_label_maps_of_two_sizes_ask_for_one(ph
     with pytest.raises(ConfigValueError, match=rf"label maps of split 'testing' differ in size \(.*: \(64, 64\), "
                        rf"{item['label']}: \(48, 64\)\); set --metric_size \[H, W\] to score them all on one grid"):
         label_grid(copy, "testing")
+
+def test_frame_shape_from_the_header_is_the_read_frames_shape(shared_data: Path, tmp_path: Path):
+    """Header-only (H, W) of a legacy .mhd (original resolution, not square) and of a non-square NIfTI."""
+    mhd = shared_data / "camus_original_sample" / "patient0001" / "patient0001_4CH_ED_gt.mhd"
+    nifti = tmp_path / "frame.nii.gz"
+    write_camus_nifti(nifti, np.zeros((48, 64), np.uint8), (1.0, 1.0))
+    for path in (mhd, nifti):
+        assert camus_frame_shape(path) == read_camus_frame(path)[0].shape and len(set(camus_frame_shape(path))) == 2
+
 
 def test_camus224_lists_400_training_and_50_validation_patients(shared_data: Path):
     training = list_camus(shared_data / "camus224", "training")

@@ -41,6 +41,9 @@ def test_only_the_named_keys_are_loaded(item: dict):
     data = LoadResizedCAMUSd([32, 32], keys="image")(item)
     assert data["image"].shape == (1, 32, 32) and data["label"] == item["label"]  # the path is left as it was
     assert LoadResizedCAMUSd([32, 32])({"image": item["image"]})["image"].shape == (1, 32, 32)  # no label: skipped
+    label = LoadResizedCAMUSd([32, 32], keys="label")(item)  # the label alone: nearest, values kept, image untouched
+    assert label["label"].shape == (1, 32, 32) and label["image"] == item["image"]
+    assert set(torch.unique(torch.as_tensor(label["label"])).tolist()) == {0.0, 1.0, 2.0, 3.0}
 
 
 def test_cached_and_followed_by_random_transforms_as_the_three_transforms_written_out(phantom_camus: Path):

@@ -38,6 +38,7 @@ __all__ = [
     "LoadCAMUSd",
     "frame_meta",
     "holdout_view",
+    "camus_frame_shape",
     "label_grid",
     "list_camus",
     "read_camus_array",
@@ -102,10 +103,11 @@ def list_camus(
 
 def label_grid(dataset_dir: str | os.PathLike, split: str) -> list[int]:
     """The (H, W) grid of the label maps of `split`, where a segmenter is scored by default (distances in the
-    dataset's own pixels); label maps of different sizes raise ConfigValueError asking for one grid (--metric_size)."""
+    dataset's own pixels); label maps of different sizes raise ConfigValueError asking for one grid (--metric_size).
+    Reads the file headers only (`camus_frame_shape`)."""
     grids: dict[tuple[int, ...], str] = {}
     for item in list_camus(dataset_dir, split):
-        grids.setdefault(read_camus_frame(item["label"])[0].shape, item["label"])
+        grids.setdefault(camus_frame_shape(item["label"]), item["label"])
         if len(grids) > 1:
             (first, a), (second, b) = grids.items()
             raise ConfigValueError(
@@ -197,6 +199,30 @@ def read_camus_array(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, 
     array, affine = read_camus_frame(path)
     spacing_x, spacing_y = np.linalg.norm(affine[:3, :2], axis=0)
     return array, (float(spacing_y), float(spacing_x))
+
+
+def camus_frame_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """The (H, W) of a CAMUS frame from its header alone (NIfTI header, or the `DimSize` line of an `.mhd`), in the
+    orientation of `read_camus_frame`: both formats store the frame as (W, H[, 1])."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"CAMUS file {path} does not exist.")
+    name = path.name.lower()
+    try:
+        if name.endswith(_NIFTI_SUFFIXES):
+            dims = tuple(int(d) for d in nib.load(str(path)).shape)
+        elif name.endswith(".mhd"):
+            lines = [line.split("=", 1) for line in path.read_text(errors="replace").splitlines() if "=" in line]
+            dims = tuple(int(d) for d in next(v for k, v in lines if k.strip() == "DimSize").split())
+        else:
+            return read_camus_frame(path)[0].shape  # .mha: header and pixels in one binary file
+    except Exception as err:  # nibabel raises many unrelated types for damaged headers; StopIteration: no DimSize
+        raise CorruptFileError(f"{path} cannot be read ({type(err).__name__}: {err}).") from err
+    if len(dims) == 3 and dims[-1] == 1:
+        dims = dims[:2]
+    if len(dims) != 2:
+        raise ShapeMismatchError(f"{path} has shape {dims}; expected a single 2D frame.")
+    return dims[1], dims[0]
 
 
 def read_camus_frame(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

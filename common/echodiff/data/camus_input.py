@@ -24,6 +24,8 @@ class LoadResizedCAMUSd(MapTransform):
     source `spatial_shape` and `original_affine` of `LoadCAMUSd`, so a prediction can be restored to the source grid.
     A deterministic MapTransform, not a nested `Compose` (which MONAI treats as random): `CacheDataset` caches its
     output, and the random transforms after it draw the same seeds as after the three transforms written out.
+    It is not an `InvertibleTransform`: `Invertd` cannot undo it; predictions go back to the source grid through
+    `spatial_shape` / `original_affine` (e.g. `echodiff.engines.SegmentationSaver`, MONAI Label's `Restored`).
     """
 
     def __init__(

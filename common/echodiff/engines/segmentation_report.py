@@ -156,7 +156,9 @@ class MeanImageScore(_MeanOverImages):
 class CamusMeanDice(_MeanOverImages):
     """Mean over images of the CAMUS mean Dice x 100 (LV endo, LV epi, LA), for a training run's `key_val_metric`
     (Dice only: no Hausdorff distance). Takes (preds, labels) lists of (C or 1, h, w) and (1, H, W), e.g.
-    `from_engine(['pred', 'label'])`."""
+    `from_engine(['pred', 'label'])`. Training validates with it rather than with `CamusScoresd` + `MeanImageScore`
+    (evaluation's per-image scores): a checkpoint is selected on Dice alone, and Hausdorff distances, the slow part of
+    the scores, would cost every validation."""
 
     @reinit__is_reduced
     def update(self, output: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
