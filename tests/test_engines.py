@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from echodiff.engines import BestMetricState, BestModelSaver, BootstrapAccuracySaver, latest_checkpoint, resume_handlers
-from echodiff.engines import CheckedCheckpointLoader
+from echodiff.engines import CheckedCheckpointLoader, ResumeCheckpointLoader
 from echodiff.errors import ConfigValueError, CorruptFileError, MissingFileError, ShapeMismatchError
 from ignite.engine import Engine, Events
 from ignite.metrics import Metric
@@ -43,7 +43,7 @@ def test_restarted_training_continues_from_last_epoch(tmp_path):
 
     resumed, net2, opt2 = _trainer(max_epochs=3)
     handlers = resume_handlers(tmp_path, {"model": net2, "optimizer": opt2, "trainer": resumed})
-    assert len(handlers) == 1
+    assert isinstance(handlers[0], ResumeCheckpointLoader) and len(handlers) == 2  # + the pruner
     for handler in handlers:
         handler.attach(resumed)
     epochs_run = []
@@ -61,7 +61,7 @@ def _interval_run(ckpt_dir, max_epochs: int) -> list[str]:
     trainer, net, opt = _trainer(max_epochs)
     load = {"model": net, "optimizer": opt, "trainer": trainer}
     saver = CheckpointSaver(str(ckpt_dir), load, save_interval=1, n_saved=1, epoch_level=True)
-    for handler in [saver, *resume_handlers(ckpt_dir, load, saver=saver)]:
+    for handler in [saver, *resume_handlers(ckpt_dir, load)]:
         handler.attach(trainer)
     trainer.run()
     return sorted(p.name for p in ckpt_dir.glob("*.pt"))

@@ -199,28 +199,42 @@ def guard_resume(ckpt_dir: str | Path, inputs: Mapping[str, Any], resume: bool =
     return False
 
 
+class _PruneResumedCheckpoint:
+    """Deletes the interval checkpoint a run resumed from once the run has written a newer one: MONAI's CheckpointSaver
+    prunes (`n_saved`) only the files it wrote itself, so without this a folder keeps one checkpoint per restart.
+    Attach after the interval saver."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        newest = latest_checkpoint(self.path.parent)
+        if newest is not None and Path(newest) != self.path:
+            self.path.unlink(missing_ok=True)
+
+
 def resume_handlers(
     ckpt_dir: str | Path,
     load_dict: dict,
     enabled: bool = True,
     inputs: Mapping[str, Any] | None = None,
-    saver: CheckpointSaver | None = None,
-) -> list[CheckpointLoader]:
+) -> list:
     """A `ResumeCheckpointLoader` for the newest interval checkpoint in `ckpt_dir` (empty list when none or disabled),
-    so a killed training run restarted with the same config continues from its last finished epoch.
+    so a killed training run restarted with the same config continues from its last finished epoch, and the handler
+    that deletes that checkpoint once the run has written a newer one (attach both after the interval saver: a folder
+    keeps the newest interval checkpoint, not one per restart).
 
     With `inputs` (what the run is started with, see `guard_resume`) a run never resumes from checkpoints made from
-    other data or settings: it is refused, and `enabled=False` starts over cleanly. `saver`, the run's interval
-    `CheckpointSaver`, is told which checkpoint the run resumed from, so its `n_saved` prunes that file too (MONAI's
-    saver prunes only the files it wrote itself): a folder keeps the newest interval checkpoint, not one per restart."""
+    other data or settings: it is refused, and `enabled=False` starts over cleanly."""
     enabled = as_flag(enabled, "resume")
     if inputs is not None:
         enabled = guard_resume(ckpt_dir, inputs, enabled)
     path = latest_checkpoint(ckpt_dir) if enabled else None
     if path is None:
         return []
-    if saver is not None and saver._interval_checkpoint is not None:
-        epoch = int(_EPOCH.search(path).group(1))
-        saver._interval_checkpoint.load_state_dict({"_saved": [(epoch, Path(path).name)]})
     return [ResumeCheckpointLoader(load_path=path, load_dict=load_dict, map_location=torch.device("cpu"), strict=True,
-                                   name="resume checkpoint", hint="delete it or start over with --resume false")]
+                                   name="resume checkpoint", hint="delete it or start over with --resume false"),
+            _PruneResumedCheckpoint(path)]  # fmt: skip
