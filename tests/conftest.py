@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-import torch
 from echodiff.cpu import available_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -17,14 +15,6 @@ MAX_WORKERS = 4  # more processes than this only add start-up and memory on the 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto` (pyproject addopts): one test process per core, at most MAX_WORKERS."""
     return min(MAX_WORKERS, available_cores())
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Under xdist, each worker's torch gets its share of the cores (importing echodiff would give every worker half
-    of them: oversubscribed); OMP_NUM_THREADS set by the user wins."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, available_cores() // workers))
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.engines import Evaluator
 from monai.handlers import CheckpointLoader, CheckpointSaver
@@ -170,6 +171,11 @@ def _interval_checkpoints(ckpt_dir: Path) -> list[Path]:
     return [p for p in ckpt_dir.glob("*checkpoint_epoch=*.pt") if _EPOCH.search(p.name)]
 
 
+def _rank() -> int:
+    """This process's rank in the default process group (0 outside torch.distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def guard_resume(ckpt_dir: str | Path, inputs: Mapping[str, Any], resume: bool = True) -> bool:
     """Whether a run may resume from the interval checkpoints in `ckpt_dir`, given what it is started with.
 
@@ -193,9 +199,10 @@ def guard_resume(ckpt_dir: str | Path, inputs: Mapping[str, Any], resume: bool =
             f"{ckpt_dir} holds checkpoints of a run started with other inputs ({differ}); resume it with the same "
             f"inputs, or start over with --resume false (deletes its interval checkpoints) or another checkpoint folder"
         )  # fmt: skip
-    for path in existing:
-        path.unlink(missing_ok=True)  # every rank of a multi-GPU run does this
-    atomic_write_json(record, current)
+    if _rank() == 0:  # a multi-GPU run's other ranks decide alike from the same files but leave them to rank 0
+        for path in existing:
+            path.unlink(missing_ok=True)
+        atomic_write_json(record, current)
     return False
 
 
