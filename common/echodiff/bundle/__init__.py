@@ -1,5 +1,5 @@
-"""Bundle helpers: locating a bundle folder from its configs, checking a bundle the way the Model Zoo does, and
-exporting a copy that MONAI Label serves."""
+"""Bundle helpers: locating a bundle folder from its configs, checking a bundle the way the Model Zoo does, packaging
+it for the Model Zoo, and exporting a copy that MONAI Label serves."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ from .checks import BundleCheckError, check_bundle_files, check_properties, run_
 from .export import export_for_monai_label, merged_config
 from .location import REPO_BUNDLES, bundle_names, find_bundle_root
 from .networks import load_bundle_network, load_weights
+from .package import check_package, package_bundle
 
 __all__ = [
     "REPO_BUNDLES",
     "BundleCheckError",
     "bundle_names",
     "check_bundle_files",
+    "check_package",
     "check_properties",
     "export_for_monai_label",
     "find_bundle_root",
     "load_bundle_network",
     "load_weights",
     "merged_config",
+    "package_bundle",
     "run_ci_plan",
     "validate_metadata",
 ]
