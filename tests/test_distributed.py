@@ -93,8 +93,10 @@ def test_synthesis_under_torchrun_shards_the_cases_and_writes_the_files_of_one_p
             str(phantom_camus), "--k", "1", "--steps", "2", "--batch_size", "4", "--device", "cpu", "--progress",
             "False"]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    logs = tmp_path / "rank_logs"  # one stdout per rank: printed summaries of two ranks interleave
     launchers = {"one": [sys.executable], "two": [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                  f"--nproc_per_node={WORLD}"]}  # fmt: skip
+                                                  f"--nproc_per_node={WORLD}", "--log-dir", str(logs), "--redirects",
+                                                  "1"]}  # fmt: skip
     for name, launcher in launchers.items():
         result = subprocess.run([*launcher, *args, "--out_dir", str(tmp_path / name)], env=env, capture_output=True,
                                 text=True, timeout=600)  # fmt: skip
@@ -103,7 +105,8 @@ def test_synthesis_under_torchrun_shards_the_cases_and_writes_the_files_of_one_p
     assert one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
     lines = [json.loads(line) for line in (tmp_path / "two" / "manifest.jsonl").read_text().splitlines()]
     assert len(lines) == len({line["image"] for line in lines}) == len(one) // 3  # image, label map, condition map
-    summaries = {int(block["rank"]): block for block in _printed_summaries(result.stdout)}  # one per rank
+    summaries = {int(block["rank"]): block for path in sorted(logs.rglob("stdout.log"))
+                 for block in _printed_summaries(path.read_text())}  # fmt: skip
     assert sorted(summaries) == list(range(WORLD))
     assert [int(summaries[r]["generated"]) for r in range(WORLD)] == [len(lines) // WORLD] * WORLD  # disjoint halves
     assert summaries[0]["manifest"] != "null" and summaries[1]["manifest"] == "null"  # rank 0 alone writes it
