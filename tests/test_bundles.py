@@ -45,5 +45,5 @@ def test_config_workflow_properties(name, request, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLES)
 def test_every_config_runs_on_cpu_with_tiny_overrides(name, request, tmp_path):
-    done = run_ci_plan(REPO_BUNDLES / name, _fixtures(name, request), tmp_path, torchrun=False)  # test_distributed.py
+    done = run_ci_plan(REPO_BUNDLES / name, _fixtures(name, request), tmp_path)  # torchrun runs: test_distributed.py
     assert done == [run["name"] for run in load_run_plan(REPO_BUNDLES / name)["runs"] if not run.get("torchrun")]

@@ -17,8 +17,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,23 +142,9 @@ def _substitute(value: Any, names: dict[str, str]) -> Any:
     return value
 
 
-def _run_torchrun(bundle_dir: Path, run: dict, override: dict, tmp_dir: Path) -> None:
-    args_file = tmp_dir / f"{run['name']}_args.json"
-    args_file.write_text(json.dumps(override))
-    configs = "[" + ",".join(f"'{c}'" for c in _config_files(bundle_dir, run)) + "]"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]  # gloo on CPU
-    cmd += ["-m", "monai.bundle", "run", run["run_id"], "--config_file", configs, "--args_file", str(args_file)]
-    cmd += ["--meta_file", str(bundle_dir / "configs" / "metadata.json")]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(cmd, cwd=tmp_dir, env=env, capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        raise BundleCheckError(f"torchrun of {run['config_file']} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-
-
-def run_ci_plan(bundle_dir: str | Path, fixtures: dict[str, str], tmp_dir: str | Path, torchrun: bool = True
-                ) -> list[str]:  # fmt: skip
-    """Run every planned config on CPU with its tiny overrides (`torchrun=False`: all but the torchrun runs, which
-    `tests/test_distributed.py` runs with two processes); return the names of the runs executed."""
+def run_ci_plan(bundle_dir: str | Path, fixtures: dict[str, str], tmp_dir: str | Path) -> list[str]:
+    """Run every planned config on CPU with its tiny overrides, in one process; return the names of the runs executed.
+    Runs marked `"torchrun": true` are left out: `tests/test_distributed.py` runs them with two processes."""
     from monai.bundle import run as bundle_run
 
     bundle_dir, tmp_dir = Path(bundle_dir), Path(tmp_dir)
@@ -168,19 +152,15 @@ def run_ci_plan(bundle_dir: str | Path, fixtures: dict[str, str], tmp_dir: str |
     names = {"tmp": str(tmp_dir), **fixtures}
     done = []
     for run in plan["runs"]:
-        override = _substitute(run.get("override", {}), names)
-        if run.get("torchrun") and not torchrun:
-            continue
         if run.get("torchrun"):
-            _run_torchrun(bundle_dir, run, override, tmp_dir)
-        else:
-            bundle_run(
-                run["run_id"],
-                config_file=_config_files(bundle_dir, run),
-                meta_file=str(bundle_dir / "configs" / "metadata.json"),
-                logging_file=str(bundle_dir / "configs" / "logging.conf"),
-                **override,
-            )
+            continue
+        bundle_run(
+            run["run_id"],
+            config_file=_config_files(bundle_dir, run),
+            meta_file=str(bundle_dir / "configs" / "metadata.json"),
+            logging_file=str(bundle_dir / "configs" / "logging.conf"),
+            **_substitute(run.get("override", {}), names),
+        )
         missing = [f for f in _substitute(run.get("expect_files", []), names) if not Path(f).exists()]
         if missing:
             raise BundleCheckError(f"run '{run['name']}' of {bundle_dir.name} did not write {missing}")

@@ -16,12 +16,12 @@ import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.engines import Evaluator
 from monai.handlers import CheckpointLoader, CheckpointSaver
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
 import echodiff
 from echodiff.errors import ConfigValueError, ShapeMismatchError, as_flag
 from echodiff.io import atomic_write, atomic_write_json, read_torch_file
+from echodiff.networks import unwrap
 
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 # what an LR scheduler's state_dict holds about its progress; every other entry defines the schedule itself
@@ -148,8 +148,7 @@ class BestModelSaver:
 
     def save(self, trainer: Engine) -> None:
         """Write the best model (subclasses write other formats)."""
-        network = self.network.module if isinstance(self.network, DistributedDataParallel) else self.network
-        state = network.state_dict()
+        state = unwrap(self.network).state_dict()
         atomic_write(self.path, lambda tmp: torch.save(state, tmp), suffix=".pt")
 
 

@@ -51,7 +51,6 @@ from echodiff.generation.training import (
     AutoencoderTrainStep,
     DiffusionTrainStep,
     GeneratorSaver,
-    unwrap,
 )
 
 __all__ = [
@@ -91,7 +90,6 @@ __all__ = [
     "load_generator",
     "save_autoencoder",
     "save_generator",
-    "unwrap",
     "write_png",
     "write_reconstruction_grid",
     "write_sample_grid",

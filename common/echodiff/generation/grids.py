@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from echodiff.data.camus import write_camus_nifti
-from echodiff.generation.training import unwrap
+from echodiff.networks import unwrap
 from echodiff.io import atomic_write
 
 __all__ = [

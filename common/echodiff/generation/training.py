@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from echodiff.engines.checkpoints import BestModelSaver
 from echodiff.generation.checkpoints import save_autoencoder, save_generator
+from echodiff.networks import unwrap
 
 __all__ = [
     "AutoencoderEvalStep",
@@ -34,13 +35,7 @@ __all__ = [
     "AutoencoderTrainStep",
     "DiffusionTrainStep",
     "GeneratorSaver",
-    "unwrap",
 ]
-
-
-def unwrap(network: nn.Module) -> nn.Module:
-    """The module inside a DataParallel / DistributedDataParallel wrapper, else `network` itself."""
-    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
 
 
 def _autocast(engine: Engine) -> contextlib.AbstractContextManager:

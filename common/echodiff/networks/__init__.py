@@ -6,6 +6,7 @@ from __future__ import annotations
 from echodiff.networks.convlstm import ConvLSTM, ConvLSTMSegmenter
 from echodiff.networks.framewise import FrameWise
 from echodiff.networks.gamma_vae import GammaVAE
+from echodiff.networks.parallel import unwrap
 from echodiff.networks.preconditioning import (
     PRECONDITIONERS,
     EDMPrecond,
@@ -31,6 +32,7 @@ __all__ = [
     "VPPrecond",
     "build_precond",
     "noise_level_to_timestep",
+    "unwrap",
     "ve_noise_level_to_timestep",
     "vp_sigma",
     "vp_sigma_inv",
