@@ -1,10 +1,12 @@
-"""The EchoDFKD ConvLSTM student: the paper's parameter counts, shapes, causality in time, shape errors."""
+"""The EchoDFKD ConvLSTM student: the paper's parameter counts, shapes, causality in time, frames as one-frame clips,
+shape errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from echodiff.errors import ShapeMismatchError
+from echodiff.inferers import FrameAsClipInferer
 from echodiff.networks import ConvLSTMSegmenter
 
 
@@ -34,3 +36,17 @@ def test_frame_t_depends_on_earlier_frames_only() -> None:
 def test_frames_not_divisible_by_the_pooling_are_refused() -> None:
     with pytest.raises(ShapeMismatchError, match=r"expected \(B, C, T, H, W\) with H and W divisible by 4"):
         ConvLSTMSegmenter(3, 1)(torch.rand(1, 1, 2, 18, 16))
+
+
+def test_a_frame_is_segmented_as_a_clip_of_one_frame() -> None:
+    """FrameAsClipInferer (how MONAI Label and the CAMUS scoring feed frames to the student) equals the student on a
+    one-frame clip, and refuses anything but (B, C, H, W) frames."""
+    torch.manual_seed(0)
+    net = ConvLSTMSegmenter(2, 1).eval()
+    frames = torch.rand(3, 1, 16, 16)
+    with torch.no_grad():
+        out = FrameAsClipInferer()(frames, net)
+        torch.testing.assert_close(out, net(frames[:, :, None])[:, :, 0])
+    assert out.shape == (3, 1, 16, 16)
+    with pytest.raises(ShapeMismatchError, match=r"input has shape \[1, 1, 2, 16, 16\]; expected \(B, C, H, W\)"):
+        FrameAsClipInferer()(torch.rand(1, 1, 2, 16, 16), net)

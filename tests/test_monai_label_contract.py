@@ -80,3 +80,30 @@ def test_export_names_a_missing_config_or_model(tmp_path: Path):
                                                "presegmentation_ckpt"):
         export_for_monai_label("echo_pddpm_segmentation", tmp_path, __file__, PDDPM,
                                extra_models={"presegmentation_ckpt": tmp_path / "absent_seg.pt"})
+
+
+def test_student_preprocessing_keeps_the_source_grid_for_monai_label(phantom_camus: Path):
+    path = list_camus(phantom_camus, "testing", require_label=False)[0]["image"]
+    image = _preprocessing("echo_dfkd_segmentation", ("inference.json",), phantom_camus)({"image": path})["image"]
+    assert isinstance(image, MetaTensor) and image.shape == (1, 32, 32)
+    assert tuple(image.meta["spatial_shape"]) == read_camus_frame(path)[0].shape
+
+
+@pytest.mark.parametrize(("bundle", "configs", "mode", "labels"), [
+    ("echo_pddpm_segmentation", ("inference.json",), None,
+     {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "left atrium"}),
+    ("echo_dfkd_segmentation", ("inference.json",), "lv", {"0": "background", "1": "LV cavity"}),
+    ("echo_dfkd_segmentation", ("inference.json",), "multiclass",
+     {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "left atrium"}),
+])  # fmt: skip
+def test_export_names_the_served_label_values_not_the_network_channels(tmp_path: Path, bundle, configs, mode, labels):
+    """MONAI Label names labels after the output channel_def; the export writes the label map's values there (the
+    student's own metadata describes its one logit channel). Free text naming models/model.pt (ckpt_hint) is not a
+    stale checkpoint key."""
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    overrides = {"mode": mode} if mode else {}
+    export = export_for_monai_label(bundle, tmp_path / "served", weights, configs, overrides, name=f"{bundle}_x")
+    assert export.name == f"{bundle}_x"
+    metadata = json.loads((export / "configs" / "metadata.json").read_text())
+    assert next(iter(metadata["network_data_format"]["outputs"].values()))["channel_def"] == labels

@@ -15,7 +15,10 @@ from monai.bundle import ConfigParser
 from echodiff.bundle.location import find_bundle_root
 from echodiff.errors import ConfigValueError, MissingFileError
 
-__all__ = ["export_for_monai_label", "merged_config"]
+__all__ = ["SERVED_LABELS_KEY", "export_for_monai_label", "merged_config"]
+
+SERVED_LABELS_KEY = "monai_label_labels"
+"""Config key of a segmenter's served label map values -> names ({"0": "background", "1": "LV cavity", ...})."""
 
 
 def merged_config(bundle: str, config_files: Sequence[str] | str, overrides: Mapping[str, Any] | None = None) -> dict:
@@ -32,6 +35,20 @@ def merged_config(bundle: str, config_files: Sequence[str] | str, overrides: Map
     return {key: value for key, value in parser.get().items() if key != parser.meta_key}
 
 
+def _names_path(value: Any, path: str) -> bool:
+    """Whether a config value is an expression or a path naming `path` (not free text such as `ckpt_hint`)."""
+    return isinstance(value, str) and path in value and (value.startswith(("$", "@")) or value.endswith(path))
+
+
+def _name_served_labels(metadata_file: Path, labels: Mapping[str, str]) -> None:
+    """MONAI Label names a segmenter's labels after `network_data_format.outputs.pred.channel_def`, which describes the
+    network's raw channels (logits, predicted noise); the export names the post-processed label map's values instead."""
+    metadata = json.loads(metadata_file.read_text())
+    output = next(iter(metadata["network_data_format"]["outputs"].values()))
+    output["channel_def"] = {str(value): str(name) for value, name in labels.items()}
+    metadata_file.write_text(json.dumps(metadata, indent=4) + "\n")
+
+
 def export_for_monai_label(
     bundle: str,
     out_dir: str | Path,
@@ -39,11 +56,14 @@ def export_for_monai_label(
     config_files: Sequence[str] | str = ("inference.json",),
     overrides: Mapping[str, Any] | None = None,
     extra_models: Mapping[str, str | Path] | None = None,
+    name: str | None = None,
 ) -> Path:
-    """Write `out_dir/<bundle>`: the bundle's configs, `configs/inference.json` = `merged_config(config_files,
+    """Write `out_dir/<name>` (default: the bundle's folder name; MONAI Label serves it under that name and reads
+    the task type from it: "segmentation" or "classification" in it): the bundle's configs, `configs/inference.json` = `merged_config(config_files,
     overrides)` with `ckpt_path` at `models/model.pt`, `model` as `models/model.pt` and each of `extra_models` ({config key: weights}, e.g. PD-DDPM's
     {"presegmentation_ckpt": segmenter.pt}) as `models/<key>.pt`, its key pointing there; returns that folder (pass
-    it to MONAI Label as a bundle model; it needs no file outside it).
+    it to MONAI Label as a bundle model; it needs no file outside it). A segmenter's `monai_label_labels` key (label
+    value -> name) becomes the exported metadata's output `channel_def`, the label names MONAI Label shows.
 
     A config key other than `ckpt_path` that still points at `models/model.pt` (PD-DDPM's presegmentation checkpoint
     does by default) would load the served weights in its place: refused, naming the key."""
@@ -56,16 +76,18 @@ def export_for_monai_label(
     extra["ckpt_path"] = extra.pop("model")
     content = merged_config(bundle, config_files, {**dict(overrides or {}), **extra})  # `monai.bundle run` in it too
     stale = [key for key, value in content.items()
-             if key != "ckpt_path" and isinstance(value, str) and "models/model.pt" in value]  # fmt: skip
+             if key != "ckpt_path" and _names_path(value, "models/model.pt")]  # fmt: skip
     if stale:
         raise ConfigValueError(
             f"{bundle}: config key(s) {', '.join(stale)} point at models/model.pt, which the export fills with {model}; "
             f"expected their weights in extra_models (--extra_models \"{{'{stale[0]}': 'PATH.pt'}}\")"
         )
     root = Path(find_bundle_root(bundle))
-    export = Path(out_dir) / root.name
+    export = Path(out_dir) / (name or root.name)
     shutil.copytree(root / "configs", export / "configs", dirs_exist_ok=True)
     (export / "configs" / "inference.json").write_text(json.dumps(content, indent=4) + "\n")
+    if SERVED_LABELS_KEY in content:
+        _name_served_labels(export / "configs" / "metadata.json", ConfigParser(content).get_parsed_content(SERVED_LABELS_KEY))
     (export / "models").mkdir(exist_ok=True)
     for key, path in paths.items():
         shutil.copy(path, export / "models" / f"{key}.pt")  # model.pt: what MONAI Label loads

@@ -1,7 +1,9 @@
-"""Inferers: PD-DDPM sampling (pre-segmentation -> forward noise to T' -> reverse steps -> ensemble, uncertainty)."""
+"""Inferers: PD-DDPM sampling (pre-segmentation -> forward noise to T' -> reverse steps -> ensemble, uncertainty);
+a video network on still frames."""
 
 from __future__ import annotations
 
+from echodiff.inferers.frames import FrameAsClipInferer
 from echodiff.inferers.pddpm import (
     STEP_RULES,
     UNCERTAINTIES,
@@ -13,6 +15,7 @@ from echodiff.inferers.pddpm import (
 )
 
 __all__ = [
+    "FrameAsClipInferer",
     "STEP_RULES",
     "UNCERTAINTIES",
     "PDDPMInferer",

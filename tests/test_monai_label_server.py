@@ -1,0 +1,133 @@
+"""The bundles served by a real MONAI Label server (0.8.5, its Zoo/bundle app), checked through MONAI Label's HTTP
+client: the segmenter, PD-DDPM, the distillation student and the view classifier, each exported with
+`export_for_monai_label` (tiny networks, seeded weights) from this repository's bundle folders, no Zoo download.
+
+The server and client run in the separate MONAI Label environment (scripts/setup_monailabel_env.sh; its torch differs
+from the core one), driven by tests/monai_label_driver.py; the expected answers are computed here, in the core
+environment, by each bundle's own preprocessing, inferer and postprocessing. Skipped when that environment is absent
+(ECHODIFF_MONAILABEL_PYTHON names its Python; default .venv-monailabel/bin/python)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel
+import numpy as np
+import pytest
+import torch
+from echodiff.bundle import answer_agreement, export_for_monai_label, merged_config
+from echodiff.bundle.checks import load_run_plan
+from echodiff.data.camus import list_camus
+from monai.bundle import ConfigParser
+
+ROOT = Path(__file__).resolve().parents[1]
+ML_PYTHON = Path(os.environ.get("ECHODIFF_MONAILABEL_PYTHON", ROOT / ".venv-monailabel" / "bin" / "python"))
+PDDPM = ("inference.json", "inference_pddpm.json")
+PATH_KEYS = {"dataset_dir", "ckpt_path", "presegmentation_ckpt", "output_dir", "num_workers", "batch_size", "progress_bar"}
+
+# served name -> (bundle, configs, the bundle's tiny run in tests/runs.json, extra overrides)
+SERVED = {
+    "echo_pddpm_segmentation": ("echo_pddpm_segmentation", ("inference.json",), "inference", {}),
+    "echo_pddpm_segmentation_pddpm": ("echo_pddpm_segmentation", PDDPM, "inference_pddpm", {"sampling_seed": 0}),
+    "echo_dfkd_segmentation": ("echo_dfkd_segmentation", ("inference.json",), "inference", {}),
+    "echo_view_classification": ("echo_view_classification", ("inference.json",), "inference", {}),
+}
+
+
+def _monai_label_prefix() -> Path | None:
+    if not ML_PYTHON.is_file():
+        return None
+    found = subprocess.run([str(ML_PYTHON), "-c", "import sys, monailabel; print(sys.prefix)"], capture_output=True,
+                           text=True)  # fmt: skip
+    return Path(found.stdout.strip()) if found.returncode == 0 else None
+
+
+PREFIX = _monai_label_prefix()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(PREFIX is None, reason=f"no MONAI Label environment at {ML_PYTHON} "
+                                              "(bash scripts/setup_monailabel_env.sh makes one)"),  # fmt: skip
+]
+
+
+def _tiny_overrides(bundle: str, run_name: str) -> dict:
+    run = next(r for r in load_run_plan(ROOT / "bundles" / bundle)["runs"] if r["name"] == run_name)
+    return {k: v for k, v in run["override"].items() if k not in PATH_KEYS}
+
+
+def _seeded_weights(bundle: str, configs: tuple[str, ...], overrides: dict, key: str, path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    network = ConfigParser(merged_config(bundle, configs, overrides)).get_parsed_content(key)
+    torch.save(network.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, phantom_camus: Path) -> tuple[dict, dict, Path]:
+    """(served name -> exported folder, driver.json, studies folder) after one server session."""
+    root = tmp_path_factory.mktemp("monai_label")
+    app = root / "app"
+    shutil.copytree(PREFIX / "monailabel" / "sample-apps" / "monaibundle", app)
+    studies = root / "studies"
+    studies.mkdir()
+    for item in list_camus(phantom_camus, "testing", require_label=False)[:3]:  # 2CH and 4CH frames of one patient
+        shutil.copy(item["image"], studies / Path(item["image"]).name)
+    exports = {}
+    for seed, (name, (bundle, configs, run_name, extra)) in enumerate(SERVED.items()):
+        overrides = {**_tiny_overrides(bundle, run_name), **extra}
+        extra_models = {}
+        if configs == PDDPM:
+            extra_models["presegmentation_ckpt"] = _seeded_weights(
+                bundle, ("inference.json",), overrides, "network_def", root / f"{name}_preseg.pt", seed + 10)
+        weights = _seeded_weights(bundle, configs, overrides, "network_def", root / f"{name}.pt", seed)
+        exports[name] = export_for_monai_label(bundle, app / "model", weights, configs, overrides, extra_models, name)
+    out = root / "out"
+    command = [str(ML_PYTHON), str(ROOT / "tests" / "monai_label_driver.py"), "--app", str(app), "--studies",
+               str(studies), "--models", ",".join(SERVED), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=420,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    log = (out / "server.log").read_text()[-3000:] if (out / "server.log").is_file() else ""
+    assert done.returncode == 0, f"driver failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}\nserver log:\n{log}"
+    return exports, json.loads((out / "driver.json").read_text()), studies
+
+
+def test_the_server_serves_every_bundle_with_its_task_type_and_label_names(served):
+    _, driver, _ = served
+    models = driver["info_models"]
+    assert set(SERVED) <= set(models)
+    for name in ("echo_pddpm_segmentation", "echo_pddpm_segmentation_pddpm"):
+        assert models[name]["type"] == "segmentation" and models[name]["dimension"] == 2
+        assert models[name]["labels"] == {"lv cavity": 1, "lv myocardium": 2, "left atrium": 3}
+    assert models["echo_dfkd_segmentation"]["type"] == "segmentation"
+    assert models["echo_dfkd_segmentation"]["labels"] == {"lv cavity": 1}
+    assert models["echo_view_classification"]["type"] == "classification"
+    assert models["echo_view_classification"]["labels"] == {"2ch": 0, "4ch": 1}
+
+
+def test_every_answer_equals_the_bundle_prediction_at_every_pixel(served):
+    """Each label file, read back on the source image's world grid, holds the bundle's own label at every pixel; the
+    classifier's top class is the bundle's argmax. At least one segmenter answer must hold more than one label, so
+    that agreement is not that of two empty maps."""
+    exports, driver, studies = served
+    assert len(driver["answers"]) == len(SERVED) * len(driver["images"]) == len(SERVED) * 3
+    rows = []
+    for answer in driver["answers"]:
+        image = str(next(studies.glob(f"{answer['image']}.*")))
+        row = answer_agreement(exports[answer["model"]], image, answer["result_file"], answer["result_json"])
+        rows.append({"model": answer["model"], "image": answer["image"], **row})
+    assert all(row["agrees"] for row in rows), [row for row in rows if not row["agrees"]]
+    segmenters = [row for row in rows if "labels" in row]
+    assert len(segmenters) == 3 * 3 and any(len(row["labels"]) > 1 for row in segmenters)
+
+
+def test_a_label_saved_through_the_api_is_stored_and_comes_back_unchanged(served):
+    _, driver, studies = served
+    saved = driver["saved_label"]
+    assert saved["response"]["image"] == saved["image"] and "final" in saved["datastore_labels"]
+    assert saved["downloaded_equal"]
+    stored = next((studies / "labels" / "final").glob(f"{saved['image']}.*"))
+    assert np.array_equal(nibabel.load(stored).get_fdata(), nibabel.load(saved["uploaded"]).get_fdata())
