@@ -1,7 +1,8 @@
 """Driver of tests/test_monai_label_server.py, run with the MONAI Label environment's Python
 (scripts/setup_monailabel_env.sh): starts the real MONAI Label server (the Zoo/bundle app, `--conf models` = the
 exported bundle folders in `<app>/model`) on 127.0.0.1 at a free port, waits for it, and through MONAI Label's Python
-client (`monailabel.client.MONAILabelClient`) lists the models and the study images, runs every model on every image,
+client (`monailabel.client.MONAILabelClient`) lists the models and the study images, runs every model on every image
+(label maps requested as NIfTI),
 saves one answer back as the image's `final` label and downloads it again; then stops the server. Everything it got
 goes to `--out` (driver.json, answers/, server.log) for the test to check in the core environment.
 
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--studies", required=True)
     parser.add_argument("--models", required=True, help="comma-separated bundle folders in <app>/model")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--extensions", default='["*.nii.gz", "*.nii", "*.mhd"]', help="study image patterns (JSON)")
     parser.add_argument("--startup_s", type=float, default=120.0)
     args = parser.parse_args()
     out = Path(args.out)
@@ -54,7 +56,8 @@ def main() -> None:
     command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", args.app, "--studies", args.studies,
                "--host", "127.0.0.1", "--port", str(port), "--conf", "models", args.models,
                "--conf", "zoo_source", "local", "--conf", "sam2", "false", "--conf", "skip_trainers", "true"]  # fmt: skip
-    env = {**os.environ, "MONAI_LABEL_SESSION_PATH": str(out / "sessions"), "MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
+    env = {**os.environ, "MONAI_LABEL_SESSION_PATH": str(out / "sessions"), "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",
+           "MONAI_LABEL_DATASTORE_FILE_EXT": args.extensions}  # fmt: skip
     started = time.monotonic()
     with open(log, "w") as log_file:
         server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
@@ -67,7 +70,9 @@ def main() -> None:
             for model in args.models.split(","):
                 for image_id in images:
                     begin = time.monotonic()
-                    result_file, result_json = client.infer(model, image_id, {"device": "cpu"})
+                    # a .mhd answer would be a header whose .raw stays on the server: ask for NIfTI
+                    request = {"device": "cpu", "result_extension": ".nii.gz"}
+                    result_file, result_json = client.infer(model, image_id, request)
                     if isinstance(result_json, bytes):  # the client leaves a JSON-only answer (a class) undecoded
                         result_json = json.loads(result_json)
                     kept = None

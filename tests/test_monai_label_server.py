@@ -25,6 +25,7 @@ from echodiff.data.camus import list_camus
 from monai.bundle import ConfigParser
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 ML_PYTHON = Path(os.environ.get("ECHODIFF_MONAILABEL_PYTHON", ROOT / ".venv-monailabel" / "bin" / "python"))
 PDDPM = ("inference.json", "inference_pddpm.json")
 PATH_KEYS = {"dataset_dir", "ckpt_path", "presegmentation_ckpt", "output_dir", "num_workers", "batch_size", "progress_bar"}
@@ -76,6 +77,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, phantom_camus: Path) -> tup
     studies.mkdir()
     for item in list_camus(phantom_camus, "testing", require_label=False)[:3]:  # 2CH and 4CH frames of one patient
         shutil.copy(item["image"], studies / Path(item["image"]).name)
+    if SHARED_DATA.is_dir():  # real frames too: a camus224 NIfTI and an original-resolution .mhd (anisotropic)
+        shutil.copy(next((SHARED_DATA / "camus224" / "database_nifti").glob("*/*_4CH_ED.nii.gz")), studies)
+        for part in ("mhd", "raw"):
+            shutil.copy(SHARED_DATA / "camus_original_sample" / "patient0001" / f"patient0001_4CH_ED.{part}", studies)
     exports = {}
     for seed, (name, (bundle, configs, run_name, extra)) in enumerate(SERVED.items()):
         overrides = {**_tiny_overrides(bundle, run_name), **extra}
@@ -113,15 +118,16 @@ def test_every_answer_equals_the_bundle_prediction_at_every_pixel(served):
     classifier's top class is the bundle's argmax. At least one segmenter answer must hold more than one label, so
     that agreement is not that of two empty maps."""
     exports, driver, studies = served
-    assert len(driver["answers"]) == len(SERVED) * len(driver["images"]) == len(SERVED) * 3
+    n_images = 3 + 2 * SHARED_DATA.is_dir()
+    assert len(driver["images"]) == n_images and len(driver["answers"]) == len(SERVED) * n_images
     rows = []
     for answer in driver["answers"]:
-        image = str(next(studies.glob(f"{answer['image']}.*")))
+        image = str(next(p for p in studies.glob(f"{answer['image']}.*") if p.suffix != ".raw"))
         row = answer_agreement(exports[answer["model"]], image, answer["result_file"], answer["result_json"])
         rows.append({"model": answer["model"], "image": answer["image"], **row})
     assert all(row["agrees"] for row in rows), [row for row in rows if not row["agrees"]]
     segmenters = [row for row in rows if "labels" in row]
-    assert len(segmenters) == 3 * 3 and any(len(row["labels"]) > 1 for row in segmenters)
+    assert len(segmenters) == 3 * n_images and any(len(row["labels"]) > 1 for row in segmenters)
 
 
 def test_a_label_saved_through_the_api_is_stored_and_comes_back_unchanged(served):
