@@ -17,6 +17,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(MAX_WORKERS, available_cores())
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests (subprocesses, servers, torchrun) first: xdist hands tests out in this order, so the long ones start
+    at once and the many short ones fill the workers' gaps at the end (a stable sort: the same order on every
+    worker, as xdist requires)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of the read-only real data (../shared/data); skips the test when it is absent."""

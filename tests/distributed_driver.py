@@ -1,11 +1,14 @@
-"""One rank of a bundle training config under torchrun, for tests/test_distributed.py: runs the config as
-`python -m monai.bundle run` does and writes `<log_dir>/rank<R>.json` with the dataset indices this rank trained on in
-each epoch (its sampler's order) and every file it wrote (`os.replace`, the last step of every atomic write, and
-`torch.save` to a path).
+"""One rank of bundle training configs under torchrun, for tests/test_distributed.py: runs each config in turn as
+`python -m monai.bundle run` does and writes `<log_dir>/rank<R>.json` per run with the dataset indices this rank
+trained on in each epoch (its sampler's order) and every file it wrote (`os.replace`, the last step of every atomic
+write, and `torch.save` to a path).
 
     torchrun --standalone --nproc_per_node 2 tests/distributed_driver.py SPEC.json
 
-SPEC.json: {"config_files": [...], "meta_file", "logging_file", "override": {...}, "log_dir"}.
+SPEC.json: {"runs": [{"config_files": [...], "meta_file", "logging_file", "override": {...}, "log_dir"}, ...]}. The
+first run's overlay initialises the process group; the others find it initialised (the overlays' own
+`dist.is_initialized() or dist.init_process_group(...)`), and it is destroyed once, after the last run, so that one
+launch (interpreter and torch start-up on every rank) serves all runs of a bundle.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 
-def main(spec_file: str) -> None:
-    spec = json.loads(Path(spec_file).read_text())
-    rank, writes, indices = int(os.environ["RANK"]), [], {}
+def run_one(spec: dict, rank: int) -> None:
+    writes, indices = [], {}
     replace, save = os.replace, torch.save
 
     def recorded_replace(src, dst, *args, **kwargs):
@@ -35,18 +38,33 @@ def main(spec_file: str) -> None:
         return save(obj, f, *args, **kwargs)
 
     os.replace, torch.save = recorded_replace, recorded_save
-    workflow = ConfigWorkflow(config_file=spec["config_files"], meta_file=spec["meta_file"],
-                              logging_file=spec["logging_file"], workflow_type="train", **spec["override"])  # fmt: skip
-    workflow.initialize()
-    trainer = workflow.parser.get_parsed_content("train#trainer")
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: indices.__setitem__(
-        e.state.epoch, [int(i) for i in e.state.dataloader.sampler]))  # the epoch's order: set_epoch ran at its start
-    workflow.run()
-    workflow.finalize()
-    os.replace = replace
+    try:
+        workflow = ConfigWorkflow(config_file=spec["config_files"], meta_file=spec["meta_file"],
+                                  logging_file=spec["logging_file"], workflow_type="train", **spec["override"])  # fmt: skip
+        workflow.initialize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: indices.__setitem__(
+            e.state.epoch, [int(i) for i in e.state.dataloader.sampler]))  # the epoch's order: set_epoch ran at its start
+        workflow.run()
+        workflow.finalize()
+    finally:
+        os.replace, torch.save = replace, save
     record = {"rank": rank, "world_size": int(os.environ["WORLD_SIZE"]), "dataset": len(trainer.data_loader.dataset),
               "indices": indices, "writes": writes}  # fmt: skip
     Path(spec["log_dir"], f"rank{rank}.json").write_text(json.dumps(record))
+
+
+def main(spec_file: str) -> None:
+    runs = json.loads(Path(spec_file).read_text())["runs"]
+    rank, destroy = int(os.environ["RANK"]), dist.destroy_process_group
+    dist.destroy_process_group = lambda *args, **kwargs: None  # the overlays' finalize; once, at the end, below
+    try:
+        for spec in runs:
+            run_one(spec, rank)
+    finally:
+        dist.destroy_process_group = destroy
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -25,19 +26,24 @@ WORLD = 2
 TORCHRUN_BUNDLES = [name for name in bundle_names() if any(r.get("torchrun") for r in load_run_plan(REPO_BUNDLES / name)["runs"])]
 
 
-def _torchrun(bundle: Path, run: dict, names: dict, log_dir: Path) -> list[dict]:
-    log_dir.mkdir(parents=True)
-    spec = {"config_files": [str(bundle / c) for c in run["config_file"]],
-            "meta_file": str(bundle / "configs" / "metadata.json"),
-            "logging_file": str(bundle / "configs" / "logging.conf"),
-            "override": _substitute(run.get("override", {}), names), "log_dir": str(log_dir)}  # fmt: skip
-    (log_dir / "spec.json").write_text(json.dumps(spec))
+def _torchrun(bundle: Path, runs: list[dict], names: dict, log_root: Path) -> dict[str, list[dict]]:
+    """All `runs` of `bundle` in one torchrun launch of WORLD processes; {run name: the ranks' records}."""
+    specs = []
+    for run in runs:
+        (log_root / run["name"]).mkdir(parents=True)
+        specs.append({"config_files": [str(bundle / c) for c in run["config_file"]],
+                      "meta_file": str(bundle / "configs" / "metadata.json"),
+                      "logging_file": str(bundle / "configs" / "logging.conf"),
+                      "override": _substitute(run.get("override", {}), names), "log_dir": str(log_root / run["name"])})  # fmt: skip
+    (log_root / "spec.json").write_text(json.dumps({"runs": specs}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}", str(DRIVER),
-           str(log_dir / "spec.json")]  # fmt: skip
+           str(log_root / "spec.json")]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=names["tmp"], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"torchrun of {run['name']} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return [json.loads((log_dir / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    names_ = ", ".join(run["name"] for run in runs)
+    assert result.returncode == 0, f"torchrun of {names_} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return {run["name"]: [json.loads((log_root / run["name"] / f"rank{r}.json").read_text()) for r in range(WORLD)]
+            for run in runs}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +59,10 @@ def test_multi_gpu_overlays_split_the_data_over_two_gloo_ranks_and_only_rank_0_w
     plan = load_run_plan(bundle)
     fixtures = {f: "phantom_echonet_10" if f == "phantom_echonet" else f for f in plan.get("fixtures", [])}
     names = {"tmp": str(tmp_path), **{f: str(request.getfixturevalue(v)) for f, v in fixtures.items()}}
-    for run in [r for r in plan["runs"] if r.get("torchrun")]:  # in plan order: later runs use earlier outputs
-        ranks = _torchrun(bundle, run, names, tmp_path / "logs" / run["name"])
+    runs = [r for r in plan["runs"] if r.get("torchrun")]  # in plan order: later runs use earlier outputs
+    records = _torchrun(bundle, runs, names, tmp_path / "logs")
+    for run in runs:
+        ranks = records[run["name"]]
         size = ranks[0]["dataset"]
         for epoch, first in ranks[0]["indices"].items():
             second = ranks[1]["indices"][epoch]
@@ -86,21 +94,21 @@ def _arrays(out: Path) -> dict[str, np.ndarray]:
 @pytest.mark.slow
 def test_synthesis_under_torchrun_shards_the_cases_and_writes_the_files_of_one_process(phantom_camus, tmp_path):
     """scripts/synthesize.py with 2 gloo ranks: each rank generates its own cases (i % 2 == rank), and the folder
-    equals one process's, image for image, with one manifest line per case."""
+    equals one process's (the script's `main` called here), image for image, with one manifest line per case."""
     torch.manual_seed(0)
     checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", 32))
-    args = [str(REPO_ROOT / "scripts" / "synthesize.py"), "--checkpoint", str(checkpoint), "--source_dir",
-            str(phantom_camus), "--k", "1", "--steps", "2", "--batch_size", "4", "--device", "cpu", "--progress",
-            "False"]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    options = {"k": 1, "steps": 2, "batch_size": 4, "device": "cpu"}
+    script = REPO_ROOT / "scripts" / "synthesize.py"
+    runpy.run_path(str(script))["main"](str(checkpoint), str(phantom_camus), str(tmp_path / "one"), progress=False,
+                                        **options)  # fmt: skip
     logs = tmp_path / "rank_logs"  # one stdout per rank: printed summaries of two ranks interleave
-    launchers = {"one": [sys.executable], "two": [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                  f"--nproc_per_node={WORLD}", "--log-dir", str(logs), "--redirects",
-                                                  "1"]}  # fmt: skip
-    for name, launcher in launchers.items():
-        result = subprocess.run([*launcher, *args, "--out_dir", str(tmp_path / name)], env=env, capture_output=True,
-                                text=True, timeout=600)  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}", "--log-dir",
+               str(logs), "--redirects", "1", str(script), "--checkpoint", str(checkpoint), "--source_dir",
+               str(phantom_camus), "--out_dir", str(tmp_path / "two"), "--progress", "False",
+               *[f"--{key}={value}" for key, value in options.items()]]  # fmt: skip
+    result = subprocess.run(command, env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
     one, two = _arrays(tmp_path / "one"), _arrays(tmp_path / "two")
     assert one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
     lines = [json.loads(line) for line in (tmp_path / "two" / "manifest.jsonl").read_text().splitlines()]

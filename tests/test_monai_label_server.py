@@ -50,6 +50,7 @@ def _monai_label_prefix() -> Path | None:
 PREFIX = _monai_label_prefix()
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("monai_label_server"),  # one server session (the module fixture) for the three tests
     pytest.mark.skipif(PREFIX is None, reason=f"no MONAI Label environment at {ML_PYTHON} "
                                               "(bash scripts/setup_monailabel_env.sh makes one)"),  # fmt: skip
 ]

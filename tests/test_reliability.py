@@ -142,12 +142,23 @@ def _train_classifier(dataset: Path, models: Path, *args: str) -> subprocess.Com
                        "--output_dir", str(models.parent / "eval"), "--max_epochs", "1", *args)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def trained_classifier(tmp_path_factory: pytest.TempPathFactory, phantom_camus: Path) -> Path:
+    """The checkpoint folder of a view classifier trained one epoch on the phantom by `monai.bundle run training`
+    (the tests that use it share an xdist group, so it is trained once)."""
+    models = tmp_path_factory.mktemp("classifier") / "models"
+    result = _train_classifier(phantom_camus, models)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return models
+
+
 @pytest.mark.slow
+@pytest.mark.xdist_group("trained_classifier")
 def test_resuming_a_training_run_with_other_data_is_refused_and_resume_false_starts_over(
-    dataset: Path, tmp_path: Path, phantom_camus: Path
+    dataset: Path, tmp_path: Path, phantom_camus: Path, trained_classifier: Path
 ) -> None:
     models = tmp_path / "models"
-    assert _train_classifier(phantom_camus, models).returncode == 0
+    shutil.copytree(trained_classifier, models)
     inputs = (models / "run_inputs.json").read_text()
     nothing_left = _train_classifier(phantom_camus, models)
     assert nothing_left.returncode == 0 and "nothing left to train" in nothing_left.stdout + nothing_left.stderr
@@ -162,12 +173,12 @@ def test_resuming_a_training_run_with_other_data_is_refused_and_resume_false_sta
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("trained_classifier")
 def test_view_inference_writes_predictions_with_a_header_and_names_a_bad_checkpoint(
-    tmp_path: Path, phantom_camus: Path
+    tmp_path: Path, phantom_camus: Path, trained_classifier: Path
 ) -> None:
     config = str(REPO_ROOT / "bundles" / "echo_view_classification" / "configs" / "inference.json")
-    models = tmp_path / "models"
-    assert _train_classifier(phantom_camus, models).returncode == 0
+    models = trained_classifier
     out = tmp_path / "pred"
     ok = _classifier("run", "--config_file", config, "--dataset_dir", str(phantom_camus), "--ckpt_path",
                      str(models / "model.pt"), "--output_dir", str(out))  # fmt: skip
