@@ -1,15 +1,16 @@
 """Serve a bundle through MONAI Label's `BundleInferTask` (the class its radiology app uses for Model Zoo bundles) and
 check every answer against the bundle's own prediction for the same image and weights.
 
-Run it in a MONAI Label environment that also has echodiff installed (`pip install -e .` from this repository): the
-bundle configs import `echodiff`. MONAI Label is not a dependency of echodiff, so CI does not run this script.
+Run it with the MONAI Label environment's Python (`bash scripts/setup_monailabel_env.sh` makes `.venv-monailabel`,
+with echodiff installed: the bundle configs import it). It checks MONAI Label's inference task in-process, without
+a server; tests/test_monai_label_server.py checks the real server (docs/monai_label.md).
 
-    python scripts/check_monai_label.py --bundle echo_pddpm_segmentation --model runs/seg/models/model.pt \\
+    .venv-monailabel/bin/python scripts/check_monai_label.py --bundle echo_pddpm_segmentation --model runs/seg/models/model.pt \\
         --images '["/data/CAMUS/database_nifti/patient0001/patient0001_4CH_ED.nii.gz"]'
-    python scripts/check_monai_label.py --bundle echo_pddpm_segmentation \\
+    .venv-monailabel/bin/python scripts/check_monai_label.py --bundle echo_pddpm_segmentation \\
         --configs "['inference.json','inference_pddpm.json']" --model runs/seg/models/pddpm.pt \\
         --extra_models "{'presegmentation_ckpt': 'runs/seg/models/model.pt'}" --images ...
-    python scripts/check_monai_label.py --bundle echo_view_classification --model runs/vc/models/model.pt --images ...
+    .venv-monailabel/bin/python scripts/check_monai_label.py --bundle echo_view_classification --model runs/vc/models/model.pt --images ...
 
 Segmentation: MONAI Label writes the label file itself (NIfTI for NIfTI input, `.mhd` for `.mhd` input); for every
 pixel of the source image the script finds the label voxel at the same world point (both files' affines) and reports

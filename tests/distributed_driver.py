@@ -7,8 +7,9 @@ write, and `torch.save` to a path).
 
 SPEC.json: {"runs": [{"config_files": [...], "meta_file", "logging_file", "override": {...}, "log_dir"}, ...]}. The
 first run's overlay initialises the process group; the others find it initialised (the overlays' own
-`dist.is_initialized() or dist.init_process_group(...)`), and it is destroyed once, after the last run, so that one
-launch (interpreter and torch start-up on every rank) serves all runs of a bundle.
+`dist.is_initialized() or dist.init_process_group(...)`; so only the first run's own initialisation is exercised), the
+ranks meet at a barrier after each run, and the group is destroyed once, after the last run, so that one launch
+(interpreter and torch start-up on every rank) serves all runs of a bundle.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main(spec_file: str) -> None:
     try:
         for spec in runs:
             run_one(spec, rank)
+            if dist.is_initialized():
+                dist.barrier()  # the next run may read what rank 0 wrote in this one (the generator's autoencoder)
     finally:
         dist.destroy_process_group = destroy
         if dist.is_initialized():

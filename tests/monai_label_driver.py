@@ -81,7 +81,9 @@ def main() -> None:
                         shutil.move(result_file, kept)
                     answers.append({"model": model, "image": image_id, "result_file": str(kept) if kept else None,
                                     "result_json": result_json, "seconds": time.monotonic() - begin})  # fmt: skip
-            first = next(a for a in answers if a["result_file"])
+            first = next((a for a in answers if a["result_file"]), None)
+            if first is None:
+                raise SystemExit(f"no model of {args.models} answered with a label file; see {log}")
             saved = client.save_label(first["image"], first["result_file"], tag="final")
             labels = client.datastore()["objects"][first["image"]]["labels"]
             downloaded = client.download_label(first["image"], "final")

@@ -39,8 +39,8 @@ def test_frames_not_divisible_by_the_pooling_are_refused() -> None:
 
 
 def test_a_frame_is_segmented_as_a_clip_of_one_frame() -> None:
-    """FrameAsClipInferer (how MONAI Label and the CAMUS scoring feed frames to the student) equals the student on a
-    one-frame clip, and refuses anything but (B, C, H, W) frames."""
+    """FrameAsClipInferer (the bundle's `inferer`, how MONAI Label feeds frames to the student) equals the student on
+    a one-frame clip, and refuses anything but (B, C, H, W) frames."""
     torch.manual_seed(0)
     net = ConvLSTMSegmenter(2, 1).eval()
     frames = torch.rand(3, 1, 16, 16)

@@ -1,5 +1,5 @@
 """What MONAI Label's `BundleInferTask` reads from our inference configs (checked end to end with MONAI Label by
-scripts/check_monai_label.py): after `preprocessing`, a segmenter's image still carries the source `spatial_shape`
+tests/test_monai_label_server.py, the real server, and scripts/check_monai_label.py): after `preprocessing`, a segmenter's image still carries the source `spatial_shape`
 and an `original_affine` for the channel-first array, which its `Restored` step uses to put the label map back on
 the source grid; the view classifier's image carries no spatial metadata, so that step leaves its class scores alone.
 MONAI Label reads one `inference.json`: the export merges PD-DDPM's overlay into it."""
@@ -27,10 +27,13 @@ def _preprocessing(bundle: str, configs: tuple[str, ...], dataset_dir: Path):
     return parser.get_parsed_content("preprocessing")
 
 
-@pytest.mark.parametrize("configs", [("inference.json",), PDDPM])
-def test_segmenter_preprocessing_keeps_the_source_grid_for_monai_label(phantom_camus: Path, configs: tuple[str, ...]):
+@pytest.mark.parametrize(("bundle", "configs"), [("echo_pddpm_segmentation", ("inference.json",)),
+                                                 ("echo_pddpm_segmentation", PDDPM),
+                                                 ("echo_dfkd_segmentation", ("inference.json",))])  # fmt: skip
+def test_segmenter_preprocessing_keeps_the_source_grid_for_monai_label(phantom_camus: Path, bundle: str,
+                                                                       configs: tuple[str, ...]):  # fmt: skip
     path = list_camus(phantom_camus, "testing", require_label=False)[0]["image"]
-    image = _preprocessing("echo_pddpm_segmentation", configs, phantom_camus)({"image": path})["image"]
+    image = _preprocessing(bundle, configs, phantom_camus)({"image": path})["image"]
     source, file_affine = read_camus_frame(path)
     assert isinstance(image, MetaTensor) and image.shape == (1, 32, 32)
     assert tuple(image.meta["spatial_shape"]) == source.shape == (64, 64)
@@ -82,28 +85,30 @@ def test_export_names_a_missing_config_or_model(tmp_path: Path):
                                extra_models={"presegmentation_ckpt": tmp_path / "absent_seg.pt"})
 
 
-def test_student_preprocessing_keeps_the_source_grid_for_monai_label(phantom_camus: Path):
-    path = list_camus(phantom_camus, "testing", require_label=False)[0]["image"]
-    image = _preprocessing("echo_dfkd_segmentation", ("inference.json",), phantom_camus)({"image": path})["image"]
-    assert isinstance(image, MetaTensor) and image.shape == (1, 32, 32)
-    assert tuple(image.meta["spatial_shape"]) == read_camus_frame(path)[0].shape
-
-
-@pytest.mark.parametrize(("bundle", "configs", "mode", "labels"), [
-    ("echo_pddpm_segmentation", ("inference.json",), None,
-     {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "left atrium"}),
-    ("echo_dfkd_segmentation", ("inference.json",), "lv", {"0": "background", "1": "LV cavity"}),
-    ("echo_dfkd_segmentation", ("inference.json",), "multiclass",
+@pytest.mark.parametrize(("bundle", "mode", "labels"), [
+    ("echo_pddpm_segmentation", None, {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "left atrium"}),
+    ("echo_dfkd_segmentation", "lv", {"0": "background", "1": "LV cavity"}),
+    ("echo_dfkd_segmentation", "multiclass",
      {"0": "background", "1": "LV cavity", "2": "LV myocardium", "3": "left atrium"}),
 ])  # fmt: skip
-def test_export_names_the_served_label_values_not_the_network_channels(tmp_path: Path, bundle, configs, mode, labels):
-    """MONAI Label names labels after the output channel_def; the export writes the label map's values there (the
-    student's own metadata describes its one logit channel). Free text naming models/model.pt (ckpt_hint) is not a
-    stale checkpoint key."""
+def test_export_names_the_served_label_values_not_the_network_channels(tmp_path: Path, bundle, mode, labels):
+    """MONAI Label names labels after the first output's channel_def: the segmenter's metadata already lists its label
+    map's classes; the student's `monai_label_labels` key replaces its one logit channel's description. Free text
+    naming models/model.pt (ckpt_hint) is not a stale checkpoint key."""
     weights = tmp_path / "model.pt"
     weights.write_bytes(b"weights")
     overrides = {"mode": mode} if mode else {}
-    export = export_for_monai_label(bundle, tmp_path / "served", weights, configs, overrides, name=f"{bundle}_x")
+    export = export_for_monai_label(bundle, tmp_path / "served", weights, overrides=overrides, name=f"{bundle}_x")
     assert export.name == f"{bundle}_x"
     metadata = json.loads((export / "configs" / "metadata.json").read_text())
     assert next(iter(metadata["network_data_format"]["outputs"].values()))["channel_def"] == labels
+
+
+def test_export_refuses_a_served_name_that_changes_the_task_type_and_labels_that_are_not_a_mapping(tmp_path: Path):
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    with pytest.raises(ConfigValueError, match="served name 'views' makes MONAI Label treat echo_view_classification "
+                                               "as a segmentation model; expected a name containing 'classification'"):
+        export_for_monai_label("echo_view_classification", tmp_path, weights, name="views")
+    with pytest.raises(ConfigValueError, match="config key monai_label_labels is 'LV'; expected label values -> names"):
+        export_for_monai_label("echo_dfkd_segmentation", tmp_path, weights, overrides={"monai_label_labels": "LV"})

@@ -4,7 +4,7 @@ it for the Model Zoo, and exporting a copy that MONAI Label serves."""
 from __future__ import annotations
 
 from .checks import BundleCheckError, check_bundle_files, check_properties, run_ci_plan, validate_metadata
-from .export import SERVED_LABELS_KEY, export_for_monai_label, merged_config
+from .export import SERVED_LABELS_KEY, export_for_monai_label, merged_config, served_task_type
 from .location import REPO_BUNDLES, bundle_names, find_bundle_root
 from .monai_label import answer_agreement, bundle_prediction, world_agreement
 from .networks import load_bundle_network, load_weights
@@ -27,6 +27,7 @@ __all__ = [
     "merged_config",
     "package_bundle",
     "run_ci_plan",
+    "served_task_type",
     "validate_metadata",
     "world_agreement",
 ]

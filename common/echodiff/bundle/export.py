@@ -15,7 +15,7 @@ from monai.bundle import ConfigParser
 from echodiff.bundle.location import find_bundle_root
 from echodiff.errors import ConfigValueError, MissingFileError
 
-__all__ = ["SERVED_LABELS_KEY", "export_for_monai_label", "merged_config"]
+__all__ = ["SERVED_LABELS_KEY", "export_for_monai_label", "merged_config", "served_task_type"]
 
 SERVED_LABELS_KEY = "monai_label_labels"
 """Config key of a segmenter's served label map values -> names ({"0": "background", "1": "LV cavity", ...})."""
@@ -37,15 +37,30 @@ def merged_config(bundle: str, config_files: Sequence[str] | str, overrides: Map
 
 def _names_path(value: Any, path: str) -> bool:
     """Whether a config value is an expression or a path naming `path` (not free text such as `ckpt_hint`)."""
-    return isinstance(value, str) and path in value and (value.startswith(("$", "@")) or value.endswith(path))
+    return isinstance(value, str) and path in value and (value.startswith("$") or value.endswith(path))
 
 
-def _name_served_labels(metadata_file: Path, labels: Mapping[str, str]) -> None:
-    """MONAI Label names a segmenter's labels after `network_data_format.outputs.pred.channel_def`, which describes the
-    network's raw channels (logits, predicted noise); the export names the post-processed label map's values instead."""
+def served_task_type(name: str) -> str:
+    """The task type MONAI Label 0.8's `BundleInferTask` reads from a served folder's name (its `_get_type`)."""
+    lowered = name.lower()
+    for word in ("deepedit", "deepgrow", "detection", "segmentation", "classification"):
+        if word in lowered:
+            return word
+    return "segmentation"
+
+
+def _name_served_labels(metadata_file: Path, labels: Any, key: str) -> None:
+    """MONAI Label names a segmenter's labels after the `channel_def` of the first output in
+    `network_data_format.outputs`, which describes the network's raw channels (logits); the export names the
+    post-processed label map's values instead."""
+    if not isinstance(labels, Mapping) or not all(str(v).isdigit() for v in labels):
+        raise ConfigValueError(f"config key {key} is {labels!r}; expected label values -> names, e.g. "
+                               "{'0': 'background', '1': 'LV cavity'}")  # fmt: skip
     metadata = json.loads(metadata_file.read_text())
-    output = next(iter(metadata["network_data_format"]["outputs"].values()))
-    output["channel_def"] = {str(value): str(name) for value, name in labels.items()}
+    outputs = metadata.get("network_data_format", {}).get("outputs")
+    if not outputs:
+        raise ConfigValueError(f"{metadata_file} has no network_data_format.outputs; expected the network's outputs")
+    next(iter(outputs.values()))["channel_def"] = {str(value): str(name) for value, name in labels.items()}
     metadata_file.write_text(json.dumps(metadata, indent=4) + "\n")
 
 
@@ -83,11 +98,18 @@ def export_for_monai_label(
             f"expected their weights in extra_models (--extra_models \"{{'{stale[0]}': 'PATH.pt'}}\")"
         )
     root = Path(find_bundle_root(bundle))
-    export = Path(out_dir) / (name or root.name)
+    name = name or root.name
+    if served_task_type(name) != served_task_type(root.name):
+        raise ConfigValueError(
+            f"served name {name!r} makes MONAI Label treat {bundle} as a {served_task_type(name)} model; expected a "
+            f"name containing {served_task_type(root.name)!r} (MONAI Label reads the task type from the folder name)"
+        )
+    export = Path(out_dir) / name
     shutil.copytree(root / "configs", export / "configs", dirs_exist_ok=True)
     (export / "configs" / "inference.json").write_text(json.dumps(content, indent=4) + "\n")
     if SERVED_LABELS_KEY in content:
-        _name_served_labels(export / "configs" / "metadata.json", ConfigParser(content).get_parsed_content(SERVED_LABELS_KEY))
+        labels = ConfigParser(content).get_parsed_content(SERVED_LABELS_KEY)
+        _name_served_labels(export / "configs" / "metadata.json", labels, SERVED_LABELS_KEY)
     (export / "models").mkdir(exist_ok=True)
     for key, path in paths.items():
         shutil.copy(path, export / "models" / f"{key}.pt")  # model.pt: what MONAI Label loads
