@@ -14,6 +14,7 @@ from echodiff.generation.checkpoints import (
 from echodiff.generation.generator import LabelToImageGenerator, with_denoiser
 from echodiff.generation.inferer import GeneratorInferer
 from echodiff.generation.fidelity import LabelFidelityLogger, fixed_condition_maps, label_fidelity
+from echodiff.generation.latent_health import HEALTH_LIMITS, LatentHealthLogger, health_problems, latent_health
 from echodiff.generation.grids import (
     OVERLAY_COLOURS,
     GeneratedImageWriter,
@@ -95,6 +96,10 @@ __all__ = [
     "write_sample_grid",
     "with_denoiser",
     "LabelFidelityLogger",
+    "HEALTH_LIMITS",
+    "LatentHealthLogger",
+    "health_problems",
+    "latent_health",
     "fixed_condition_maps",
     "label_fidelity",
 ]

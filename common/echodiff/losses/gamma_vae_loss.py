@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from scipy.stats import gamma as gamma_distribution
 from torch import Tensor, nn
 from torch.distributions import Gamma, kl_divergence
 
@@ -14,7 +15,7 @@ from echodiff.errors import ShapeMismatchError
 
 class GammaVAELoss(nn.Module):
     """recon_weight MSE(recon, x) + kl_weight KL(prior || posterior) + perceptual_weight perceptual
-    + latent_weight MSE(z, x area-downsampled to the latent grid).
+    + latent_weight MSE(z, x area-downsampled to the latent grid) + bound_weight mean(relu(k / r - q)^2).
 
     With several latent channels (a CPU-scale lever, not the paper's single channel) the latent term ties every
     channel to the downsampled image. An untied channel is only held by the tiny KL weight and drifts far outside
@@ -26,6 +27,12 @@ class GammaVAELoss(nn.Module):
     the latent elements inside the sector (``latent_mask`` > 0), in this direction as in the paper's code.
     ``perceptual`` is any callable (recon, x) -> scalar, e.g. MONAI's ``PerceptualLoss`` built with weights that are
     already on disk; None (default) leaves the term out, and nothing is ever downloaded here.
+
+    The bound term (not in the paper; off with ``bound_weight`` 0) holds every posterior mean k / r inside the prior's
+    bulk, below q = the ``bound_quantile`` quantile of the prior (0.999: 1.17 for Gamma(3.75, 10.8)), from the first
+    step, warm-up included: the decoder's GroupNorm makes the latent's scale invisible to the reconstruction, and the
+    KL term grows only logarithmically with the mean, so nothing else stops an untied channel from drifting. Averaged
+    over the in-sector latent elements, like the KL term.
     """
 
     def __init__(
@@ -38,6 +45,8 @@ class GammaVAELoss(nn.Module):
         prior_concentration: float = 3.75,
         prior_rate: float = 10.8,
         perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
+        bound_weight: float = 0.0,
+        bound_quantile: float = 0.999,
     ) -> None:
         super().__init__()
         self.recon_weight = recon_weight
@@ -48,11 +57,14 @@ class GammaVAELoss(nn.Module):
         self.prior_concentration = prior_concentration
         self.prior_rate = prior_rate
         self.perceptual = perceptual
+        self.bound_weight = bound_weight
+        self.bound_quantile = bound_quantile
+        self.bound = float(gamma_distribution.ppf(bound_quantile, prior_concentration, scale=1 / prior_rate))
         self.epoch = 0
 
     def extra_repr(self) -> str:
         names = ("recon_weight", "kl_weight", "perceptual_weight", "latent_weight", "warmup_epochs", "prior_concentration",
-                 "prior_rate")  # fmt: skip
+                 "prior_rate", "bound_weight", "bound_quantile")  # fmt: skip
         return ", ".join(f"{name}={getattr(self, name)}" for name in names)
 
     def set_epoch(self, epoch: int) -> None:
@@ -74,12 +86,15 @@ class GammaVAELoss(nn.Module):
         latent_mask: Tensor,
         epoch: int | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
-        """Total loss and its weighted terms as detached floats ("recon", "kl", "perceptual", "latent", "total")."""
+        """Total loss and its weighted terms as detached floats ("recon", "kl", "perceptual", "latent", "bound",
+        "total")."""
         epoch = self.epoch if epoch is None else epoch
         recon_term = self.recon_weight * F.mse_loss(recon, x)
         latent_mask = latent_mask.expand_as(concentration)
         kl = self.kl_prior_posterior(concentration, rate)
         kl_term = self.kl_weight * (kl * latent_mask).sum() / latent_mask.sum().clamp(min=1)
+        excess = F.relu(concentration / rate - self.bound) ** 2
+        bound_term = self.bound_weight * (excess * latent_mask).sum() / latent_mask.sum().clamp(min=1)
         perceptual_term = torch.zeros((), device=x.device)
         latent_term = torch.zeros((), device=x.device)
         if epoch >= self.warmup_epochs:
@@ -92,6 +107,7 @@ class GammaVAELoss(nn.Module):
                     f"batch, area-downsampled to the latent grid, got shape {tuple(x_latent.shape)}"
                 )
             latent_term = self.latent_weight * F.mse_loss(z, x_latent.expand_as(z))
-        total = recon_term + kl_term + perceptual_term + latent_term
-        terms = dict(recon=recon_term, kl=kl_term, perceptual=perceptual_term, latent=latent_term, total=total)
+        total = recon_term + kl_term + perceptual_term + latent_term + bound_term
+        terms = dict(recon=recon_term, kl=kl_term, perceptual=perceptual_term, latent=latent_term, bound=bound_term,
+                     total=total)  # fmt: skip
         return total, {name: float(value.detach()) for name, value in terms.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import torch.nn.functional as F
 from monai.networks.nets.autoencoderkl import Decoder, Encoder
 from monai.utils import ensure_tuple_rep
@@ -74,6 +76,7 @@ class GammaVAE(nn.Module):
             attention_levels=attention_levels,
         )
         self.encoder = Encoder(in_channels=in_channels, out_channels=2 * latent_channels, **levels)
+        nn.init.constant_(self.encoder.blocks[-1].conv.bias, math.log(math.expm1(softplus_beta)) / softplus_beta)
         self.decoder = Decoder(in_channels=latent_channels, out_channels=in_channels, **levels)
 
     def latent_shape(self, image_shape: Sequence[int]) -> tuple[int, ...]:
@@ -86,7 +89,11 @@ class GammaVAE(nn.Module):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters (concentration k, rate r) = (3.75 softplus(a, 10), 10.8 softplus(b, 10)) + epsilon."""
         self._check_spatial(x.shape)
-        a, b = self.encoder(x).float().chunk(2, dim=1)  # Gamma parameters in float32, also under bf16 autocast
+        return self.posterior(self.encoder(x))
+
+    def posterior(self, encoder_output: Tensor) -> tuple[Tensor, Tensor]:
+        """(k, r) of the encoder's output maps (a, b), in float32 (also under bf16 autocast)."""
+        a, b = encoder_output.float().chunk(2, dim=1)
         concentration = self.concentration_scale * F.softplus(a, beta=self.softplus_beta) + MIN_PARAMETER
         rate = self.rate_scale * F.softplus(b, beta=self.softplus_beta) + MIN_PARAMETER
         return concentration, rate

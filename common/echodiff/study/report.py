@@ -3,8 +3,8 @@
 report.json: budget_minutes, hardware, dataset_dir, test_dir, test_split, image_size, stages (name -> seconds),
 generator (model, sampler, steps, nfe, images_per_s, train_minutes, label_fidelity), fidelity_vs_steps (rows sampler,
 steps, nfe, dice_mean), segmentation (real / synthetic: dice_lv_endo, dice_lv_epi, dice_la, dice_mean, hd_lv_endo,
-n_images), view_classification (real / synthetic: accuracy_mean, accuracy_std, n_images), plus autoencoder_ceiling
-(empty for a pixel-space generator), label_fidelity_curve, fingerprints and settings. Dice x 100; Hausdorff in pixels of the test label grid.
+n_images), view_classification (real / synthetic: accuracy_mean, accuracy_std, n_images), plus autoencoder_ceiling,
+autoencoder_health and autoencoder_health_curve (empty for a pixel-space generator), label_fidelity_curve, fingerprints and settings. Dice x 100; Hausdorff in pixels of the test label grid.
 """
 
 from __future__ import annotations
@@ -107,7 +107,23 @@ def _reference_section(report: Mapping) -> list[str]:
         "Share of in-sector Gamma-VAE latents clipped by the diffusion mapping (z > 1): "
         f"{_fmt(ceiling.get('latent_clipped_fraction'), 4)}",
         "",
+        *_health_lines(report.get("autoencoder_health", {})),
     ]  # fmt: skip
+
+
+def _health_lines(health: Mapping) -> list[str]:
+    """Markdown lines: the kept Gamma-VAE's latent health on the held-out training patients' images."""
+    if not health:
+        return []
+    return [
+        "Latent health of the kept Gamma-VAE on the held-out training patients' images "
+        "(`echodiff.generation.latent_health`; limits checked before latent diffusion): PSNR "
+        f"{_fmt(health['psnr'], 1)} dB, clipped fraction {_fmt(health['latent_clipped_fraction'], 4)}, per-channel "
+        f"spread {', '.join(_fmt(v, 3) for v in health['channel_spread'])}, per-channel mean "
+        f"{', '.join(_fmt(v, 3) for v in health['channel_mean'])}, saturated encoder outputs "
+        f"{_fmt(health['saturated_fraction'], 3)}",
+        "",
+    ]
 
 
 def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: Mapping) -> dict:
@@ -138,6 +154,8 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         "view_classification": {source: _classification_row(evaluation["view_classification"][source])
                                 for source in ("real", "synthetic")},
         "autoencoder_ceiling": generator_eval["autoencoder_ceiling"],
+        "autoencoder_health": vae.get("health", {}),
+        "autoencoder_health_curve": vae.get("health_curve", []),
         "real_images_fidelity": generator_eval["real_images_fidelity"],
         "label_fidelity_curve": diffusion.get("label_fidelity_curve", []),
         "synthetic_images": records["synthesis"].result["images"],

@@ -93,6 +93,7 @@ def run_study(
     seed: int = 0,
     device: str | None = None,
     force: str | Iterable[str] | None = None,
+    allow_unhealthy_latent: bool = False,
     quiet: bool = True,
     overrides: Mapping[str, Any] | None = None,
     say: Callable[[str], None] = print,
@@ -114,6 +115,8 @@ def run_study(
         sampler / steps: how the generator synthesises; default DPM-Solver++(2M) with 10 steps (10 network calls per
             image), which at CPU scale drew label maps far more faithfully than Heun with 5 steps (9 calls).
         force: stage name(s) to rerun even when cached.
+        allow_unhealthy_latent: train latent diffusion even when the Gamma-VAE's latent health is outside
+            `echodiff.generation.latent_health.HEALTH_LIMITS` (by default the study stops with a message naming it).
         quiet: WARNING-level logs and one progress bar per training stage.
         overrides: per-stage bundle overrides merged into the scale's settings, e.g. {"diffusion": {"learning_rate":
             3e-4}}.
@@ -179,7 +182,8 @@ def run_study(
     if latent:
         vae = stage("autoencoder", training_key("autoencoder", "autoencoder",
                                                 {**generator_settings, **settings["autoencoder"]}),
-                    lambda f: stages.train_autoencoder(ctx, f, train_dir))  # fmt: skip
+                    lambda f: stages.train_autoencoder(ctx, f, train_dir, seg_real), ["segmenter_real"])  # fmt: skip
+        stages.check_latent_health(vae, as_flag(allow_unhealthy_latent, "--allow_unhealthy_latent"))
     diffusion = stage(
         "diffusion", training_key("diffusion", "diffusion", {**generator_settings, **settings["diffusion"]}),
         lambda f: stages.train_diffusion(ctx, f, train_dir, vae["model"] if vae else None, seg_real),

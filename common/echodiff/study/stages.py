@@ -37,8 +37,9 @@ from echodiff.data.camus import holdout_view, list_camus
 from echodiff.engines.checkpoints import latest_checkpoint
 from echodiff.errors import ConfigValueError, EmptySplitError, MissingFileError
 from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
-from echodiff.generation.checkpoints import load_generator
+from echodiff.generation.checkpoints import load_autoencoder, load_generator
 from echodiff.generation.grids import image_grid, label_overlay, write_png
+from echodiff.generation.latent_health import health_problems, latent_health
 from echodiff.generation.synthesis import generator_fn, synthesize_dataset
 
 __all__ = ["BUNDLE_CONFIGS", "StudyContext", "bundle_config_files"]
@@ -240,15 +241,38 @@ def train_downstream(ctx: StudyContext, folder: Path, dataset_dir: str, stage: s
             **_training_summary(folder / "models", seconds, overrides.get("batch_size", 16))}  # fmt: skip
 
 
-def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str) -> dict:
-    """echo_ldm_generation `train_autoencoder.json`: the Gamma-VAE (best epoch by validation MSE)."""
+def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str, segmenter: dict) -> dict:
+    """echo_ldm_generation `train_autoencoder.json`: the Gamma-VAE (best epoch by validation MSE), its latent health
+    logged at every validation (with the label fidelity of its reconstructions through the real-trained segmenter),
+    and the health of the kept (best) autoencoder on the held-out patients' images (`latent_health`), which the study
+    checks before it trains latent diffusion."""
+    seg = segmenter["overrides"]
     overrides = {"model": ctx.settings["model"], "image_size": ctx.image_size, **ctx.settings["autoencoder"]}
     start = time.perf_counter()
     _run_bundle(ctx, folder, "autoencoder", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-                output_dir=str(folder / "eval"), **ctx.training_controls("autoencoder"), **overrides)  # fmt: skip
+                output_dir=str(folder / "eval"), **ctx.training_controls("autoencoder"),
+                fidelity_segmenter_path=segmenter["model"],
+                fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
-    return {"model": _require(folder / "models" / "autoencoder.pt", "autoencoder"), "overrides": overrides,
+    model = _require(folder / "models" / "autoencoder.pt", "autoencoder")
+    cond, images = test_maps(ctx, int(ctx.settings["fidelity_images"]), dataset_dir, "validation")
+    curve = folder / "eval" / "latent_health.json"
+    return {"model": model, "overrides": overrides,
+            "health": latent_health(load_autoencoder(model, map_location="cpu"), images, (cond > 0).float()),
+            "health_curve": json.loads(curve.read_text()) if curve.is_file() else [],
             **_training_summary(folder / "models" / "autoencoder_training", seconds, overrides.get("batch_size", 16))}
+
+
+def check_latent_health(autoencoder: dict, allow_unhealthy: bool = False) -> None:
+    """Refuse to train latent diffusion on a broken Gamma-VAE latent: a `ConfigValueError` naming each health figure
+    of the autoencoder stage outside `echodiff.generation.latent_health.HEALTH_LIMITS`, unless `allow_unhealthy`."""
+    problems = health_problems(autoencoder["health"])
+    if problems and not allow_unhealthy:
+        raise ConfigValueError(
+            f"the Gamma-VAE latent of stage autoencoder is broken ({'; '.join(problems)} on the held-out images), so "
+            "latent diffusion would learn a clipped or dead latent: retrain it (e.g. --force autoencoder with other "
+            "overrides) or pass --allow_unhealthy_latent true"
+        )
 
 
 def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencoder: str | None,
@@ -314,14 +338,15 @@ def evaluate_classifier(ctx: StudyContext, folder: Path, model: dict, name: str)
     return json.loads((out / "bootstrap_accuracy.json").read_text())
 
 
-def test_maps(ctx: StudyContext, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(condition maps, real images) of `n` test frames spread over the test split, preprocessed by the generator
-    bundle's own validation transforms (never augmented)."""
+def test_maps(ctx: StudyContext, n: int, dataset_dir: str | Path | None = None,
+              split: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(condition maps, real images) of `n` frames spread over `split` of `dataset_dir` (default: the test split),
+    preprocessed by the generator bundle's own validation transforms (never augmented)."""
     root = Path(find_bundle_root(GENERATOR))
     parser = ConfigParser()
     parser.read_config([str(root / "configs" / "train_autoencoder.json")])
-    parser.update({"dataset_dir": str(ctx.test_dir), "val_split": ctx.test_split, "image_size": ctx.image_size,
-                   "num_workers": 0, "validate#dataset#_target_": "Dataset"})  # fmt: skip
+    parser.update({"dataset_dir": str(dataset_dir or ctx.test_dir), "val_split": split or ctx.test_split,
+                   "image_size": ctx.image_size, "num_workers": 0, "validate#dataset#_target_": "Dataset"})  # fmt: skip
     parser["validate#dataset"].pop("num_workers", None)
     parser["validate#dataset"].pop("cache_rate", None)
     return fixed_condition_maps(parser.get_parsed_content("validate#dataset"), n)
