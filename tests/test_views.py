@@ -45,7 +45,7 @@ def test_camus_viewd_takes_the_file_names_view_unless_one_is_given():
 
 def test_diffusion_training_batches_carry_the_view_of_each_frames_file_name(phantom_camus: Path):
     parser = ConfigParser()
-    parser.read_config([str(GENERATION_CONFIGS / "train_autoencoder.json"), str(GENERATION_CONFIGS / "train_diffusion.json")])
+    parser.read_config([str(GENERATION_CONFIGS / name) for name in ("train_autoencoder.json", "train_diffusion.json")])
     parser.update({"bundle_root": str(GENERATION_CONFIGS.parent), "dataset_dir": str(phantom_camus), "image_size": 32,
                    "num_workers": 0, "batch_size": 16, "train#dataloader#shuffle": False})  # fmt: skip
     assert parser.get_parsed_content("view_condition") is True  # the bundle trains view-conditioned generators

@@ -140,8 +140,8 @@ class _EpochGridSaver:
 
 class SampleGridSaver(_EpochGridSaver):
     """Trainer handler: rows (label overlay | generated) sampled by the generator from the first `num_images`
-    condition maps of `dataset` and their views, with a fixed `seed` so that epochs compare; `sampler`/`steps`/`churn` as in
-    `LabelToImageGenerator.sample` (None: the model's default)."""
+    condition maps of `dataset` and their views, with a fixed `seed` so that epochs compare; `sampler`/`steps`/`churn`
+    as in `LabelToImageGenerator.sample` (None: the model's default)."""
 
     prefix = "samples"
 

@@ -172,11 +172,11 @@ def synthesize_dataset(
     split, so downstream configs train and select on the synthetic folder unchanged.
 
     `generate(cond_maps, seeds, views)` maps a (B, 1, H, W) int64 batch of conditioning maps (0..4), one seed and one
-    view ("2CH" / "4CH", the file's) per map to (B, 1, H, W) images in [0, 1] and the NFE per image; `generator_fn` adapts a `LabelToImageGenerator`. When it
-    has an `image_size` (the model's fixed size), the maps must come out at that size: set `image_size` to resize
-    them (nearest), or `ShapeMismatchError` names the first map that does not fit. `augment=False` keeps every copy
-    of a map unaugmented (the copies then differ only by seed). `info` (model, sampler, steps...) goes into every
-    manifest line. Rank and world size come from `torch.distributed` when it is initialised, else from the
+    view ("2CH" / "4CH", the file's) per map to (B, 1, H, W) images in [0, 1] and the NFE per image; `generator_fn`
+    adapts a `LabelToImageGenerator`. When it has an `image_size` (the model's fixed size), the maps must come out at
+    that size: set `image_size` to resize them (nearest), or `ShapeMismatchError` names the first map that does not
+    fit. `augment=False` keeps every copy of a map unaugmented (the copies then differ only by seed). `info` (model,
+    sampler, steps...) goes into every manifest line. Rank and world size come from `torch.distributed` when it is initialised, else from the
     arguments (default 0 of 1). Returns a summary: cases, this rank's share, skipped (done before), generated,
     images_per_s, complete, manifest (path once written, else None).
     """
