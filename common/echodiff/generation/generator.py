@@ -147,11 +147,10 @@ class LabelToImageGenerator(nn.Module):
                                "given are unused")  # fmt: skip
                 self._reported_unused_views = True
             return None
-        names = " or ".join(VIEW_CLASSES.values())
         if views is None:
             raise ConfigValueError(
-                f"generator {self.model!r} is conditioned on the view: pass views, one per map ({names}, or their "
-                "classes 0 / 1)"
+                f"generator {self.model!r} is conditioned on the view: pass views, one per map "
+                f"({' or '.join(VIEW_CLASSES.values())}, or their classes {' / '.join(map(str, VIEW_CLASSES))})"
             )
         labels = view_indices(views, "views")
         if labels.numel() == 1:
