@@ -62,7 +62,8 @@ def _independent_noise_change(generate, out_dir: Path, name: str, seed: int) -> 
     labels = np.load(out_dir / "Labels" / f"{name}.npy")
     sector = torch.as_tensor(_sector(_frames(out_dir / "Videos" / f"{name}.avi", generate.image_size)))
     cond = clip_condition_maps(sector, labels)
-    images = generate_frames(generate, cond, [seed + 1 + t for t in range(len(cond))])
+    view = name.rsplit("_", 1)[1]  # clips are named <patient>_<view>
+    images = generate_frames(generate, cond, [seed + 1 + t for t in range(len(cond))], view)
     return temporal_change(images[:, 0], sector)
 
 

@@ -292,7 +292,8 @@ def test_synthetic_clips_are_an_echonet_folder_and_resume(phantom_camus, tmp_pat
     torch.manual_seed(0)
     generator = build_generator("edm", 32, network={"channels": [8, 8], "attention_levels": [False, False],
                                                     "num_res_blocks": 1, "norm_num_groups": 4, "num_head_channels": 8,
-                                                    "spade_intermediate_channels": 4})  # fmt: skip
+                                                    "spade_intermediate_channels": 4},
+                                view_condition=True)  # fmt: skip  (each clip is generated in its view)
     generate = generator_fn(generator, sampler="euler", steps=2)
     timing = {"fps": 50.0, "systole_frames": 3, "cycle_frames": 9, "videos": 0}
     out = tmp_path / "clips"
@@ -312,7 +313,7 @@ def test_synthetic_clips_are_an_echonet_folder_and_resume(phantom_camus, tmp_pat
     labels = np.load(out / "Labels" / f"{items[0]['filename']}.npy")
     sector = torch.ones(32, 32, dtype=torch.bool)
     written = torch.as_tensor(read_video(items[0]["video"]), dtype=torch.float32) / 255
-    independent = generate_frames(generate, clip_condition_maps(sector, labels), list(range(len(labels))))
+    independent = generate_frames(generate, clip_condition_maps(sector, labels), list(range(len(labels))), "4CH")
     assert temporal_change(written, sector) < 0.5 * temporal_change(independent[:, 0], sector)
     frames = torch.rand(3, 8, 8)
     assert temporal_change(frames, sector[:8, :8]) == pytest.approx(float((frames[1:] - frames[:-1]).abs().mean()))

@@ -313,3 +313,45 @@ def test_resuming_from_a_damaged_interval_checkpoint_names_it(tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:100])
     with pytest.raises(CorruptFileError, match=rf"{damaged} cannot be read as a torch checkpoint .*expected a resume checkpoint"):
         _run_with_inputs(tmp_path, 2, {"data": "a"})
+
+
+def _budgeted_run(minutes, resume_from_iteration: int = 0, max_epochs: int = 1000):
+    """A 4-iteration-per-epoch engine (10 ms per iteration) with a warm-up cosine schedule sized to max_epochs, stopped
+    after `minutes`; returns (LR of the last iteration / peak LR, schedule, engine)."""
+    import time
+
+    from echodiff.engines import stop_after
+
+    opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    schedule = WarmupCosineSchedule(opt, warmup_steps=4, t_total=max_epochs * 4)
+    engine = Engine(lambda e, b: time.sleep(0.01))
+    lrs = []
+    engine.add_event_handler(Events.ITERATION_STARTED, lambda e: lrs.append(opt.param_groups[0]["lr"]))
+    LrScheduleHandler(schedule, epoch_level=False, print_lr=False).attach(engine)
+    if resume_from_iteration:  # what a resume checkpoint restores: the trainer's and the schedule's progress
+        engine.load_state_dict({"iteration": resume_from_iteration, "epoch_length": 4, "max_epochs": max_epochs})
+        schedule.load_state_dict({**schedule.state_dict(), "last_epoch": resume_from_iteration})
+    stop_after(engine, minutes, schedule)
+    engine.run(range(4), max_epochs=max_epochs)
+    return lrs[-1] / max(lrs), schedule, engine
+
+
+def test_a_run_stopped_by_its_time_limit_ends_at_the_end_of_its_lr_schedule_not_near_its_peak():
+    end_lr, schedule, engine = _budgeted_run(0.6 / 60)  # 0.6 s: about 15 of the 1000 epochs
+    assert engine.state.epoch < 100 and end_lr < 0.1
+    assert schedule.t_total < 400 and schedule.t_total >= engine.state.iteration - 1
+    resumed_lr, resumed, engine = _budgeted_run(0.6 / 60, resume_from_iteration=40)  # a resumed run sizes its rest
+    assert engine.state.iteration > 44 and resumed_lr < 0.1 and 40 < resumed.t_total < 440
+
+
+def test_without_a_time_limit_the_schedule_keeps_its_max_epochs_size():
+    end_lr, schedule, engine = _budgeted_run(None, max_epochs=3)
+    assert engine.state.iteration == 12 and schedule.t_total == 12 and end_lr < 0.1
+
+
+def test_budget_sizing_refuses_a_schedule_without_a_total_step_count():
+    from echodiff.engines import stop_after
+
+    opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    with pytest.raises(ConfigValueError, match=r"^lr_scheduler StepLR has no total step count t_total"):
+        stop_after(Engine(lambda e, b: None), 1, torch.optim.lr_scheduler.StepLR(opt, 10))

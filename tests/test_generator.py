@@ -279,11 +279,12 @@ def test_inference_with_an_unknown_model_lists_the_known_ones_and_another_models
     assert _inference_network(generator_path=str(path), model="edm").generator.model == "edm"
 
 def _loader(cond: torch.Tensor) -> DataLoader:
-    return DataLoader([{"image": echo_images(c[None])[0], "cond": c} for c in cond], batch_size=2)
+    items = [{"image": echo_images(c[None])[0], "cond": c, "view": ("2CH", "4CH")[i % 2]} for i, c in enumerate(cond)]
+    return DataLoader(items, batch_size=2)
 
 
 def test_diffusion_train_step_trains_through_a_monai_trainer_and_the_saver_writes_a_loadable_generator(tmp_path):
-    generator = build("edm", network=TINY_NETWORK)
+    generator = build("edm", network=TINY_NETWORK, view_condition=True)  # the batches' "view" reaches the loss
     optimizer = torch.optim.Adam(generator.denoiser.parameters(), lr=1e-3)
     untrained = {k: v.clone() for k, v in generator.state_dict().items()}
     trainer = SupervisedTrainer(
@@ -381,3 +382,63 @@ def test_loss_args_set_the_edm_noise_level_distribution_and_unknown_ones_are_ref
         build_generator("edm", SIZE, network=TINY_NETWORK, loss={"P_median": 0.5})
     with pytest.raises(ConfigValueError, match="trains with the DDPM eps loss"):
         build_generator("sdm", SIZE, network=TINY_NETWORK, loss={"P_mean": 0.5})
+
+
+def _randomised(generator):
+    """`generator` with every denoiser weight drawn at random: MONAI zero-initialises the UNet's output convolutions,
+    so an untrained UNet ignores its class embedding."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in generator.denoiser.parameters():
+            parameter.normal_(0, 0.3)
+    return generator.eval()
+
+
+@pytest.mark.parametrize("model", ["edm", "sdm"])
+def test_the_view_reaches_the_unet_as_its_class_label_and_changes_the_sample_with_fixed_noise(model):
+    generator = _randomised(build(model, network=TINY_NETWORK, view_condition=True))
+    unet = generator.denoiser.model if model == "edm" else generator.denoiser
+    assert unet.num_class_embeds == 2 and generator.build_kwargs["view_condition"] is True
+    seen = []
+    unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["class_labels"]), with_kwargs=True)
+    cond = fan_condition_map(2)
+    noise = torch.randn(generator.diffusion_shape(cond), generator=seeded(3)) if model == "edm" else None
+
+    def sample(views):
+        return generator.sample(cond, steps=2 if model == "edm" else None, generator=seeded(3), noise=noise,
+                                views=views)[0]  # fmt: skip
+
+    two_chamber, four_chamber, mixed = sample("2CH"), sample(["4CH", "4CH"]), sample(["2CH", 1])
+    assert seen[0].tolist() == [0, 0] and seen[-1].tolist() == [0, 1]
+    assert (two_chamber - four_chamber).abs().max() > 1e-2
+    assert torch.equal(mixed[0], two_chamber[0]) and torch.allclose(mixed[1], four_chamber[1], atol=1e-5)
+    seen.clear()
+    generator.training_loss(echo_images(cond), cond, seeded(0), views=["4CH", "2CH"])
+    assert seen[0].tolist() == [1, 0]
+
+
+def test_a_view_conditioned_generator_without_views_or_with_bad_ones_names_what_it_expects():
+    generator, cond = build("edm", network=TINY_NETWORK, view_condition=True), fan_condition_map(2)
+    expected = r"^generator 'edm' is conditioned on the view: pass views, one per map \(2CH or 4CH, or their classes"
+    with pytest.raises(ConfigValueError, match=expected):
+        generator.sample(cond, steps=1)
+    with pytest.raises(ConfigValueError, match=expected):
+        generator.training_loss(echo_images(cond), cond)
+    with pytest.raises(ConfigValueError, match=r"^views 'PLAX' is not a view; expected one of '2CH' \(or 0\), '4CH'"):
+        generator.sample(cond, steps=1, views=["2CH", "PLAX"])
+    with pytest.raises(ShapeMismatchError, match=r"^3 views for 2 condition maps; expected one per map or one for all"):
+        generator.sample(cond, steps=1, views=["2CH", "4CH", "2CH"])
+
+
+def test_a_view_free_checkpoint_loads_samples_and_says_once_that_the_views_given_are_unused(tmp_path, caplog):
+    path = save_generator(tmp_path / "generator_edm.pt", build("edm", network=TINY_NETWORK))
+    assert "view_condition" not in torch.load(path, weights_only=True)["build_kwargs"]  # as written before views
+    generator, cond = load_generator(path), fan_condition_map(2)
+    assert not generator.view_conditioned
+    reference, _ = generator.sample(cond, steps=2, generator=seeded(4))
+    with caplog.at_level("WARNING", logger="echodiff.generation.generator"):
+        first, _ = generator.sample(cond, steps=2, generator=seeded(4), views=["2CH", "4CH"])
+        second = GeneratorInferer(steps=2, seed=4)(cond, generator, views=["4CH", "4CH"])
+    assert torch.equal(first, reference) and torch.equal(second, reference)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["generator 'edm' was trained without the view (no view_condition): the views given are unused"]

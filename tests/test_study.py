@@ -102,6 +102,11 @@ def test_pixel_generator_gets_the_autoencoder_minutes_and_each_model_its_own_dif
         scale_settings("cpu", "edm_l32")
 
 
+def test_every_scale_trains_a_view_conditioned_generator() -> None:
+    assert all(scale_settings(scale, model)["diffusion"]["view_condition"] is True
+               for scale in ("tiny", "cpu", "paper") for model in ("edm", "edm_l64"))  # fmt: skip
+
+
 def test_budget_too_small_for_any_stage_is_refused() -> None:
     with pytest.raises(ConfigValueError, match=r"--budget_minutes 1 is too small for any stage.*>= 5"):
         check_budget(1)
@@ -218,4 +223,7 @@ def test_tiny_study_with_the_default_pixel_generator_skips_the_autoencoder_and_g
     assert written["autoencoder_ceiling"] == {}
     assert written["settings"]["shares"]["diffusion"] == pytest.approx(0.48)
     assert 0 <= written["generator"]["label_fidelity"]["dice_mean"] <= 100
-    assert "Reference: the real test images" in (tmp_path / "study" / "report" / "report.md").read_text()
+    view_fidelity = written["generator"]["view_fidelity"]  # the real-trained classifier on the generated test maps
+    assert view_fidelity["n_images"] == written["generator"]["n_maps"] > 0 and 0 <= view_fidelity["accuracy"] <= 1
+    markdown = (tmp_path / "study" / "report" / "report.md").read_text()
+    assert "Reference: the real test images" in markdown and "View fidelity on the same generated images" in markdown

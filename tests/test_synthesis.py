@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from echodiff.data.camus import list_camus, read_camus_array, write_camus_nifti
+from echodiff.data.camus import VIEWS, list_camus, read_camus_array, write_camus_nifti
 from echodiff.data.conditioning import condition_map
 from echodiff.errors import ConfigValueError, LabelValueError, MissingFileError, ShapeMismatchError
 from echodiff.generation import build_generator, load_generator, save_generator
@@ -33,14 +33,15 @@ K = 2
 N_SOURCE_FRAMES = 16  # phantom_camus training split: 4 patients x (2CH, 4CH) x (ED, ES)
 
 
-def fake_image(cond: torch.Tensor, seed: int) -> torch.Tensor:
-    """Image of one (1, H, W) map: class brightness plus seeded noise, zero outside the sector (class 0)."""
+def fake_image(cond: torch.Tensor, seed: int, view: str) -> torch.Tensor:
+    """Image of one (1, H, W) map: class brightness plus seeded noise, 0.05 brighter for 4CH, zero outside the sector
+    (class 0)."""
     noise = torch.rand(cond.shape, generator=torch.Generator().manual_seed(seed))
-    return (0.2 + 0.15 * cond.float() + 0.1 * noise) * (cond > 0)
+    return (0.2 + 0.15 * cond.float() + 0.1 * noise + 0.05 * VIEWS.index(view)) * (cond > 0)
 
 
-def fake_generate(cond_maps: torch.Tensor, seeds: Sequence[int]) -> tuple[torch.Tensor, int]:
-    return torch.stack([fake_image(c, s) for c, s in zip(cond_maps, seeds)]), 9
+def fake_generate(cond_maps: torch.Tensor, seeds: Sequence[int], views: Sequence[str]) -> tuple[torch.Tensor, int]:
+    return torch.stack([fake_image(c, s, v) for c, s, v in zip(cond_maps, seeds, views)]), 9
 
 
 def synthesize(source: Path, out: Path, generate=fake_generate, **kwargs):
@@ -98,7 +99,7 @@ def test_manifest_has_one_complete_line_per_case_with_provenance(synthetic):
     assert all(Path(line["source_image"]).is_file() and (out / line["image"]).is_file() for line in lines)
 
 
-def test_labels_are_camus_labels_mapped_back_from_the_condition_map_and_the_image_is_its_sample(synthetic):
+def test_labels_are_camus_labels_mapped_back_from_the_condition_map_and_the_image_is_its_sample_in_its_view(synthetic):
     out, _ = synthetic
     arrays = written_arrays(out)
     for line in manifest_lines(out):
@@ -106,7 +107,8 @@ def test_labels_are_camus_labels_mapped_back_from_the_condition_map_and_the_imag
         assert set(np.unique(cond).tolist()) <= {0, 1, 2, 3, 4} and {1, 3, 4} <= set(np.unique(cond).tolist())
         assert set(np.unique(label).tolist()) == {0, 1, 2, 3}
         np.testing.assert_array_equal(label, camus_labels_of_condition(cond))
-        expected = fake_image(torch.from_numpy(cond.astype(np.int64))[None], line["seed"])[0]
+        assert Path(line["image"]).name.split("_")[1] == line["view"]  # the file is named by the view asked for
+        expected = fake_image(torch.from_numpy(cond.astype(np.int64))[None], line["seed"], line["view"])[0]
         np.testing.assert_array_equal(image, np.round(expected.numpy() * 255).astype(np.uint8))
     np.testing.assert_array_equal(camus_labels_of_condition(np.arange(5)), [0, 1, 0, 2, 3])
 
@@ -160,7 +162,7 @@ KILLED_RUN = """
 import os, signal, sys, torch
 from echodiff.generation.synthesis import synthesize_dataset
 calls = 0
-def generate(cond_maps, seeds):
+def generate(cond_maps, seeds, views):
     global calls
     calls += 1
     if calls == 3:
@@ -185,7 +187,7 @@ def test_a_killed_run_restarted_ends_with_exactly_the_expected_files_and_manifes
         path.write_bytes(b"partial")
     (out / "database_nifti" / "patient0001" / "patient0001_4CH_ED.nii.gz").unlink()  # image of a recorded case
 
-    def generate(cond_maps, seeds):
+    def generate(cond_maps, seeds, views):
         return torch.stack([(0.2 + 0.15 * c.float()) * (c > 0) for c in cond_maps]), 9
 
     summary = synthesize(phantom_camus, out, generate=generate, info=None)
@@ -225,8 +227,8 @@ def test_maps_that_do_not_fit_a_fixed_size_generator_are_refused_unless_resized(
     class FixedSize:
         image_size = 48
 
-        def __call__(self, cond_maps, seeds):
-            return fake_generate(cond_maps, seeds)
+        def __call__(self, cond_maps, seeds, views):
+            return fake_generate(cond_maps, seeds, views)
 
     message = r"_gt\.nii\.gz gives a 64 x 64 conditioning map but .* takes 48 x 48 maps; pass image_size=48"
     with pytest.raises(ShapeMismatchError, match=message):
@@ -236,7 +238,7 @@ def test_maps_that_do_not_fit_a_fixed_size_generator_are_refused_unless_resized(
 
 def test_cli_synthesizes_from_a_checkpoint_and_any_image_is_reproduced_alone_from_its_seed(phantom_camus, tmp_path):
     torch.manual_seed(0)
-    checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", SIZE))
+    checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", SIZE, view_condition=True))
     spec = importlib.util.spec_from_file_location("synthesize", REPO / "scripts" / "synthesize.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
@@ -254,6 +256,6 @@ def test_cli_synthesizes_from_a_checkpoint_and_any_image_is_reproduced_alone_fro
         "model": "edm_l64", "sampler": None, "steps": 2, "churn": None, "nfe": 3}  # Heun: NFE = 2 N - 1
     arrays = written_arrays(out)
     cond = torch.from_numpy(arrays[Path(line["cond"]).name].astype(np.int64))[None, None]
-    alone, _ = generator_fn(load_generator(checkpoint), steps=2)(cond, [line["seed"]])
+    alone, _ = generator_fn(load_generator(checkpoint), steps=2)(cond, [line["seed"]], [line["view"]])
     np.testing.assert_array_equal(arrays[Path(line["image"]).name], np.round(alone[0, 0].numpy() * 255))
     assert arrays[Path(line["image"]).name].any()

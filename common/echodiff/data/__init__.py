@@ -1,5 +1,5 @@
 """Data layer: CAMUS and EchoNet-Dynamic readers, CAMUS frames as network input, built-in phantom, generator
-conditioning map, label-map augmentation, view-classification items."""
+conditioning map, label-map augmentation, the view (view-classification items, the view as a class label)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ from .conditioning import (
     sector_mask,
 )
 from .phantom import ensure_phantom, make_phantom_camus, make_phantom_echonet, phantom_frame
-from .views import VIEW_CLASSES, view_classification_items
+from .views import VIEW_CLASSES, CAMUSViewd, view_classification_items, view_indices, view_of_file
 
 __all__ = [
     "CAMUS_LABELS",
+    "CAMUSViewd",
     "CONDITION_CLASSES",
     "N_CONDITION_CLASSES",
     "camus_labels_of_condition",
@@ -52,6 +53,8 @@ __all__ = [
     "read_camus_array",
     "sector_mask",
     "view_classification_items",
+    "view_indices",
+    "view_of_file",
     "write_camus_nifti",
     "write_split_file",
 ]

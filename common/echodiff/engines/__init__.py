@@ -14,7 +14,7 @@ from .checkpoints import (
 from .classification_report import BootstrapAccuracySaver, HeaderCSVSaver
 from .distillation_batches import TeacherTargetsPrepareBatch
 from .diffusion_batches import MaskDiffusionPrepareBatch, SchedulerNoisePrepareBatch
-from .run_controls import TrainingTimeLimit, progress_bar, stop_after
+from .run_controls import BudgetSizedSchedule, TrainingTimeLimit, progress_bar, stop_after
 from .run_report import outputs_written
 from .segmentation_report import (
     CamusMeanDice,
@@ -30,6 +30,7 @@ __all__ = [
     "BestMetricState",
     "BestModelSaver",
     "BootstrapAccuracySaver",
+    "BudgetSizedSchedule",
     "CheckedCheckpointLoader",
     "HeaderCSVSaver",
     "CamusMeanDice",

@@ -1,7 +1,9 @@
-"""Run controls for bundle trainers: a wall-clock budget that stops at an epoch boundary, and a quiet progress bar.
+"""Run controls for bundle trainers: a wall-clock budget that stops at an epoch boundary (and sizes the LR schedule to
+it), and a quiet progress bar.
 
 Bundle configs call them from their `training` list, e.g.
-`"$echodiff.engines.stop_after(@train#trainer, @time_limit_minutes)"`; `None` / `false` leaves the trainer as is.
+`"$echodiff.engines.stop_after(@train#trainer, @time_limit_minutes, @lr_scheduler)"`; `None` / `false` leaves the
+trainer as is.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import time
 
 from ignite.contrib.handlers import ProgressBar
 from ignite.engine import Engine, Events
+from torch.optim.lr_scheduler import LRScheduler
 
 from echodiff.errors import ConfigValueError, as_flag
 
-__all__ = ["TrainingTimeLimit", "progress_bar", "stop_after"]
+__all__ = ["BudgetSizedSchedule", "TrainingTimeLimit", "progress_bar", "stop_after"]
 
 
 class TrainingTimeLimit:
@@ -50,12 +53,62 @@ class TrainingTimeLimit:
             engine.terminate()
 
 
-def stop_after(trainer: Engine, minutes: float | None) -> TrainingTimeLimit | None:
-    """Attach a `TrainingTimeLimit` of `minutes` to `trainer` (nothing when `minutes` is None)."""
+class BudgetSizedSchedule:
+    """Size an LR schedule to the iterations a `TrainingTimeLimit` allows, so that a run stopped by its budget ends at
+    the end of its schedule instead of near its peak (a schedule sized to max_epochs x epoch length would barely
+    have started decaying).
+
+    From the end of the run's first epoch on (so the measured pace includes a validation), after every iteration the
+    schedule's total steps become min(configured t_total, max(iteration + 1, predicted last iteration)); the
+    prediction is the iteration the run started (or resumed) at plus the time limit over the seconds per iteration
+    measured since then. Before that, the configured schedule runs. A resumed run keeps its progress (step count)
+    from the checkpoint and sizes the rest to its own time limit.
+    """
+
+    def __init__(self, lr_scheduler: LRScheduler, limit: TrainingTimeLimit) -> None:
+        if not isinstance(getattr(lr_scheduler, "t_total", None), int):
+            raise ConfigValueError(
+                f"lr_scheduler {type(lr_scheduler).__name__} has no total step count t_total to size to the time "
+                "limit; expected a schedule such as monai.optimizers.WarmupCosineSchedule"
+            )
+        self.lr_scheduler, self.limit = lr_scheduler, limit
+        self.configured_total = lr_scheduler.t_total
+        self.start_iteration = 0
+        self.measuring = False
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._measure)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._resize)
+
+    def _start(self, engine: Engine) -> None:
+        self.start_iteration, self.measuring = engine.state.iteration, False
+        self.lr_scheduler.t_total = self.configured_total
+
+    def _measure(self, engine: Engine) -> None:
+        self.measuring = True
+
+    def _resize(self, engine: Engine) -> None:
+        done = engine.state.iteration - self.start_iteration
+        elapsed = time.monotonic() - self.limit.start
+        if not self.measuring or done < 1 or elapsed <= 0:
+            return
+        predicted = self.start_iteration + int(self.limit.limit_s * done / elapsed)
+        self.lr_scheduler.t_total = min(self.configured_total, max(engine.state.iteration + 1, predicted))
+
+
+def stop_after(
+    trainer: Engine, minutes: float | None, lr_scheduler: LRScheduler | None = None
+) -> TrainingTimeLimit | None:
+    """Attach a `TrainingTimeLimit` of `minutes` to `trainer` and, given the trainer's `lr_scheduler`, a
+    `BudgetSizedSchedule` that sizes it to that limit (nothing when `minutes` is None: the schedule stays as
+    configured, e.g. max_epochs x epoch length)."""
     if minutes is None:
         return None
     limit = TrainingTimeLimit(minutes)
     limit.attach(trainer)
+    if lr_scheduler is not None:
+        BudgetSizedSchedule(lr_scheduler, limit).attach(trainer)
     return limit
 
 

@@ -66,12 +66,13 @@ def clip_condition_maps(sector: torch.Tensor, labels: torch.Tensor | np.ndarray)
     ]
 
 
-def generate_frames(generate: GeneratorFn, cond: torch.Tensor, seeds: Sequence[int], batch_size: int = 32
-                    ) -> torch.Tensor:  # fmt: skip
-    """Images (T, 1, H, W) in [0, 1] of conditioning maps (T, 1, H, W), frame t from seed `seeds[t]` (one repeated
-    seed for a temporally coherent clip)."""
+def generate_frames(generate: GeneratorFn, cond: torch.Tensor, seeds: Sequence[int], view: str | None = None,
+                    batch_size: int = 32) -> torch.Tensor:  # fmt: skip
+    """Images (T, 1, H, W) in [0, 1] of conditioning maps (T, 1, H, W) of one `view` ("2CH" / "4CH"), frame t from
+    seed `seeds[t]` (one repeated seed for a temporally coherent clip)."""
     chunks = zip(cond.split(batch_size), np.array_split(np.asarray(seeds), range(batch_size, len(seeds), batch_size)))
-    return torch.cat([generate(chunk, [int(s) for s in chunk_seeds])[0] for chunk, chunk_seeds in chunks]).clamp(0, 1)
+    return torch.cat([generate(chunk, [int(s) for s in chunk_seeds], view)[0]
+                      for chunk, chunk_seeds in chunks]).clamp(0, 1)  # fmt: skip
 
 
 def _pairs(dataset_dir: str | os.PathLike, split: str, views: Sequence[str]) -> list[tuple[dict, dict]]:
@@ -132,7 +133,7 @@ def synthesize_clips(
             labels, dice = label_cycle(ed_labels, es_labels, n_frames, systole)
             cond = clip_condition_maps(ed_cond[0] > 0, labels)
             clip_seed = case_seed(seed, index, 0)
-            images = generate_frames(generate, cond, [clip_seed] * len(cond), batch_size)
+            images = generate_frames(generate, cond, [clip_seed] * len(cond), ed_item["view"], batch_size)
             frames = (images[:, 0] * 255).round().to(torch.uint8).numpy()
             _write_avi(video, frames, fps)
             atomic_write(labels_path, lambda tmp, lab=labels.numpy(): np.save(tmp, lab), suffix=".npy")

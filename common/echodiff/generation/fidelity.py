@@ -6,6 +6,10 @@ label fidelity. Stojanovski et al. 2024 rank their generators by the downstream 
 label fidelity is the direct, cheap proxy, measured on a fixed set of maps with a fixed seed so that scores compare
 across epochs and recipes. The same segmenter applied to the Gamma-VAE's reconstructions of real images gives the
 ceiling any latent generator can reach through that autoencoder.
+
+View fidelity asks the same of the view condition: the accuracy of a real-trained 2CH / 4CH view classifier on images
+generated from label maps with their true view (a synthetic-only view classifier cannot beat generated images whose
+view it cannot tell).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from monai.utils import convert_to_tensor
 from torch import Tensor, nn
@@ -25,10 +30,12 @@ from torch.utils.data import Dataset
 
 from echodiff.engines.segmentation_report import camus_scores
 from echodiff.data.conditioning import camus_labels_of_condition
+from echodiff.data.views import VIEW_CLASSES, view_indices
 from echodiff.generation.training import unwrap
 from echodiff.io import atomic_write
 
-__all__ = ["DICE_KEYS", "LabelFidelityLogger", "fixed_condition_maps", "label_fidelity", "scores_table", "segment"]
+__all__ = ["DICE_KEYS", "LabelFidelityLogger", "fixed_condition_maps", "label_fidelity", "scores_table", "segment",
+           "view_fidelity"]
 
 DICE_KEYS = ("dice_lv_endo", "dice_lv_epi", "dice_la", "dice_mean")
 
@@ -51,20 +58,40 @@ def label_fidelity(segmenter: nn.Module, images: Tensor, cond_maps: Tensor) -> d
     return {key: float(np.mean([s[key] for s in scores])) for key in DICE_KEYS}
 
 
-def fixed_condition_maps(dataset: Dataset, num_images: int, cond_key: str = "cond", image_key: str = "image"
-                         ) -> tuple[Tensor, Tensor]:
-    """(condition maps, real images) of `num_images` items spread evenly over `dataset` (all when fewer)."""
+def view_fidelity(classifier: nn.Module, images: Tensor, views: Sequence[str], image_size: Sequence[int],
+                  batch_size: int = 32) -> dict[str, float | int]:  # fmt: skip
+    """Accuracy of a view `classifier` (2 class scores out, `VIEW_CLASSES`) on `images` in [0, 1], area-resized to
+    its input `image_size` as `LoadResizedCAMUSd` resizes real frames, against `views` (the views they were asked
+    for): {"accuracy", "accuracy_2CH", "accuracy_4CH" (nan when that view is absent), "n_images"}."""
+    labels = view_indices(views, "views")
+    device = next(itertools.chain(classifier.parameters(), classifier.buffers()), torch.empty(0)).device
+    classifier.eval()
+    with torch.no_grad():
+        resized = F.interpolate(images.float(), size=tuple(image_size), mode="area")
+        predicted = torch.cat([classifier(resized[i : i + batch_size].to(device)).argmax(1).cpu()
+                               for i in range(0, len(resized), batch_size)])  # fmt: skip
+    correct = (predicted == labels).float()
+    per_view = {f"accuracy_{name}": float(correct[labels == index].mean()) if (labels == index).any() else float("nan")
+                for index, name in VIEW_CLASSES.items()}  # fmt: skip
+    return {"accuracy": float(correct.mean()), **per_view, "n_images": len(labels)}
+
+
+def fixed_condition_maps(dataset: Dataset, num_images: int, cond_key: str = "cond", image_key: str = "image",
+                         view_key: str = "view") -> tuple[Tensor, Tensor, list[str] | None]:  # fmt: skip
+    """(condition maps, real images, views) of `num_images` items spread evenly over `dataset` (all when fewer); views
+    None when the items have no `view_key`."""
     n = len(dataset)
     picks = np.unique(np.linspace(0, n - 1, min(num_images, n)).round().astype(int))
     items = [dataset[int(i)] for i in picks]
     cond = torch.stack([convert_to_tensor(item[cond_key], track_meta=False) for item in items]).long()
     images = torch.stack([convert_to_tensor(item[image_key], track_meta=False) for item in items]).float()
-    return cond, images
+    views = [item[view_key] for item in items] if all(view_key in item for item in items) else None
+    return cond, images, views
 
 
 class LabelFidelityLogger:
     """Trainer handler: every `interval` epochs (and when training ends), label fidelity of the generator on
-    `num_images` fixed, unaugmented condition maps of `dataset` (seed `seed`, `sampler`/`steps` as in
+    `num_images` fixed, unaugmented condition maps of `dataset` with their views (seed `seed`, `sampler`/`steps` as in
     `LabelToImageGenerator.sample`), appended to the JSON list `output_file` and written to TensorBoard
     (`tensorboard_dir`, tags `label_fidelity/<key>`).
 
@@ -89,6 +116,7 @@ class LabelFidelityLogger:
         self.tensorboard_dir, self.num_images, self.interval = tensorboard_dir, num_images, interval
         self.sampler, self.steps, self.seed, self.network = sampler, steps, seed, network
         self._maps: Tensor | None = None
+        self._views: list[str] | None = None
         self._writer = None
         self._last_epoch = -1
 
@@ -103,7 +131,7 @@ class LabelFidelityLogger:
             return
         self._last_epoch = engine.state.epoch
         if self._maps is None:
-            self._maps = fixed_condition_maps(self.dataset, self.num_images)[0]
+            self._maps, _, self._views = fixed_condition_maps(self.dataset, self.num_images)
         network = unwrap(self.network if self.network is not None else engine.network)
         training = network.training
         network.eval()
@@ -112,7 +140,8 @@ class LabelFidelityLogger:
         start = time.perf_counter()
         with torch.no_grad():
             images, nfe = network.sample(
-                self._maps.to(device), self.sampler, self.steps, None, torch.Generator(device).manual_seed(self.seed)
+                self._maps.to(device), self.sampler, self.steps, None, torch.Generator(device).manual_seed(self.seed),
+                views=self._views,
             )
         network.train(training)
         scores = label_fidelity(self.segmenter, images.cpu(), self._maps)

@@ -5,12 +5,18 @@ latent_scale` (posterior mean mapped to clamp(2 z - 1, -1, 1), Stojanovski et al
 paper's fixed mapping (a standardising 1 / std is not used: EDM's sigma_data = 0.5 already matches a [-1, 1] latent);
 it is a config value stored in the generator checkpoint. Generated images are zero outside the sector (class 0).
 
+The view: a generator built with `view_condition` takes the apical view of each map (2CH / 4CH, by name or class of
+`echodiff.data.VIEW_CLASSES`) as `views`, passed to its UNet as MONAI's `class_labels`; without a view it refuses to
+run. A view-free generator (e.g. an older checkpoint) ignores the views it is given and logs that once.
+
 Saving and loading: `echodiff.generation.checkpoints`; the MONAI inferer: `echodiff.generation.inferer`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,6 +27,7 @@ from monai.utils import convert_to_tensor
 from torch import Tensor, nn
 
 from echodiff.data.conditioning import N_CONDITION_CLASSES, checked_condition_map
+from echodiff.data.views import VIEW_CLASSES, view_indices
 from echodiff.errors import ConfigKeyError, ConfigValueError, CorruptFileError, ShapeMismatchError
 from echodiff.generation.checkpoint_files import checkpoint_safe, load_state, read_autoencoder_checkpoint
 from echodiff.losses import EDMLoss, VELoss, VPLoss
@@ -35,6 +42,9 @@ __all__ = ["LabelToImageGenerator", "with_denoiser"]
 
 EDM_SIGMA_MIN, EDM_SIGMA_MAX = 0.002, 80.0  # Karras et al. 2022 sampling range, clipped to each preconditioner's own
 PAPER_STEPS = 5  # Heun steps N of the paper's headline EDM-L64 result (NFE = 2 N - 1 = 9)
+Views = str | int | Sequence[str | int] | Tensor  # one view per map (or one for all): "2CH" / "4CH" or 0 / 1
+
+logger = logging.getLogger(__name__)
 
 _LOSSES: dict[type[Preconditioner], Callable[..., DenoisingLoss]] = {
     EDMPrecond: lambda p, **kw: EDMLoss(sigma_data=p.sigma_data, **kw),
@@ -76,6 +86,7 @@ class LabelToImageGenerator(nn.Module):
             autoencoder.requires_grad_(False)
         self.latent_scale = float(latent_scale)
         self.build_kwargs = build_kwargs or {}
+        self._reported_unused_views = False
         if loss and scheduler is not None:
             raise ConfigValueError(f"loss={loss} sets the noise-level distribution of the EDM-family losses; model "
                                    f"{model!r} trains with the DDPM eps loss: leave it empty")  # fmt: skip
@@ -121,6 +132,38 @@ class LabelToImageGenerator(nn.Module):
         """Autoencoder calls per `sample` beyond its `nfe`: one decode for latent models, none in pixel space."""
         return 0 if self.autoencoder is None else 1
 
+    @property
+    def view_conditioned(self) -> bool:
+        """Whether the denoiser's UNet takes the view as a class label (built with `view_condition`)."""
+        unet = self.denoiser.model if isinstance(self.denoiser, Preconditioner) else self.denoiser
+        return getattr(unet, "num_class_embeds", None) is not None
+
+    def class_labels(self, views: Views | None, batch_size: int, device: torch.device) -> Tensor | None:
+        """(B,) view classes for the UNet, or None for a view-free generator (whose given views are ignored, logged
+        once). One view serves the whole batch; a view-conditioned generator without views raises ConfigValueError."""
+        if not self.view_conditioned:
+            if views is not None and not self._reported_unused_views:
+                logger.warning(f"generator {self.model!r} was trained without the view (no view_condition): the views "
+                               "given are unused")  # fmt: skip
+                self._reported_unused_views = True
+            return None
+        if views is None:
+            raise ConfigValueError(
+                f"generator {self.model!r} is conditioned on the view: pass views, one per map "
+                f"({' or '.join(VIEW_CLASSES.values())}, or their classes {' / '.join(map(str, VIEW_CLASSES))})"
+            )
+        labels = view_indices(views, "views")
+        if labels.numel() == 1:
+            labels = labels.expand(batch_size)
+        if labels.numel() != batch_size:
+            raise ShapeMismatchError(f"{labels.numel()} views for {batch_size} condition maps; expected one per map "
+                                     "or one for all")  # fmt: skip
+        return labels.to(device)
+
+    def _conditioned(self, class_labels: Tensor | None) -> nn.Module | Callable[..., Tensor]:
+        """The denoiser, with the view classes bound as its `class_labels` when given."""
+        return self.denoiser if class_labels is None else partial(self.denoiser, class_labels=class_labels)
+
     def condition(self, cond_map: Tensor) -> Tensor:
         """One-hot (B, 5, H, W) float32 of a (B, 1, H, W) condition map with classes 0..4 at `image_size` (values checked
         by `sample`, for maps made by hand; training maps come from `SectorConditionMapd` on checked labels)."""
@@ -156,11 +199,14 @@ class LabelToImageGenerator(nn.Module):
             return ((x + 1) / 2).clamp(0, 1) * sector
         return self.autoencoder.decode_from_diffusion(x / self.latent_scale, sector)
 
-    def training_loss(self, images: Tensor, cond_map: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def training_loss(
+        self, images: Tensor, cond_map: Tensor, generator: torch.Generator | None = None, *, views: Views | None = None
+    ) -> Tensor:
         """Denoising loss of one batch: EDM/VP/VE loss (Karras et al. 2022, Eq. 2) in pixel or latent space, or for
         sdm ||eps - eps_theta(x_t, t, seg)||^2 with t ~ U{0..T-1} and Gaussian or Gamma eps (Ho et al. 2020, Alg. 1;
-        Nachmani et al. 2021)."""
+        Nachmani et al. 2021); `views` as in `sample`."""
         cond, sector = self.denoiser_condition(cond_map)
+        class_labels = self.class_labels(views, cond.shape[0], cond.device)
         images = convert_to_tensor(images, track_meta=False, dtype=torch.float32)
         if images.shape != sector.shape:
             raise ShapeMismatchError(
@@ -168,17 +214,17 @@ class LabelToImageGenerator(nn.Module):
             )
         x0 = self.to_diffusion(images, sector)
         if self.loss is not None:
-            return self.loss(self.denoiser, x0, cond, generator)
+            return self.loss(self._conditioned(class_labels), x0, cond, generator)
         timesteps = torch.randint(
             self.scheduler.num_train_timesteps, (x0.shape[0],), generator=generator, device=x0.device
         )
         eps = scheduler_noise(self.scheduler, x0, timesteps, generator)
         x_t = self.scheduler.add_noise(x0, eps, timesteps)
-        return F.mse_loss(self.denoiser(x_t, timesteps, seg=cond).float(), eps)
+        return F.mse_loss(self._conditioned(class_labels)(x_t, timesteps, seg=cond).float(), eps)
 
-    def forward(self, images: Tensor, cond_map: Tensor) -> Tensor:
+    def forward(self, images: Tensor, cond_map: Tensor, views: Views | None = None) -> Tensor:
         """`training_loss` (the module call, so DDP synchronises gradients)."""
-        return self.training_loss(images, cond_map)
+        return self.training_loss(images, cond_map, views=views)
 
     @torch.no_grad()
     def sample(
@@ -190,6 +236,7 @@ class LabelToImageGenerator(nn.Module):
         generator: Generators = None,
         callback: Callable[[int, Tensor, float, Tensor], None] | None = None,
         noise: Tensor | None = None,
+        views: Views | None = None,
     ) -> tuple[Tensor, int]:
         """Images (B, 1, H, W) in [0, 1], zero outside the sector, and the NFE (denoiser calls).
 
@@ -202,21 +249,23 @@ class LabelToImageGenerator(nn.Module):
         (`diffusion_shape`), instead of drawing it from `generator`; with churn None it is the only randomness, so a
         caller can seed every image on its own and still sample the batch in one pass. `generator` may also be one
         generator per image (`echodiff.rng`): every image then draws all its noise from its own generator, as if
-        sampled alone. A map with values outside 0..4 raises `LabelValueError` naming them.
+        sampled alone. A map with values outside 0..4 raises `LabelValueError` naming them. `views`: the view of
+        each map ("2CH" / "4CH" or 0 / 1; one for all maps), required by a view-conditioned generator.
         """
         if steps is not None and (int(steps) != steps or steps < 1):
             raise ConfigValueError(f"steps={steps!r}; expected a whole number of sampling steps >= 1")
         cond, sector = self.denoiser_condition(checked_condition_map(cond_map))
+        denoise = self._conditioned(self.class_labels(views, cond.shape[0], cond.device))
         shape = (cond.shape[0], self.channels, *cond.shape[-2:])
         if noise is not None and (self.loss is None or tuple(noise.shape) != shape):
             raise ConfigValueError(
                 f"noise of shape {tuple(noise.shape)}: start noise applies to the EDM-family models with shape {shape}"
             )
         if self.loss is None:
-            x, nfe = self._sample_ddpm(cond, shape, sampler or "ddpm", steps, churn, generator, callback)
+            x, nfe = self._sample_ddpm(denoise, cond, shape, sampler or "ddpm", steps, churn, generator, callback)
         else:
             x, nfe = sample_ode(
-                self.denoiser, shape if noise is None else noise.to(cond.device), sampler=sampler or "heun", steps=steps or PAPER_STEPS, schedule="karras",
+                denoise, shape if noise is None else noise.to(cond.device), sampler=sampler or "heun", steps=steps or PAPER_STEPS, schedule="karras",
                 churn=churn, generator=generator, cond=cond, callback=callback, device=cond.device,
                 sigma_min=max(EDM_SIGMA_MIN, self.denoiser.sigma_min),
                 sigma_max=min(EDM_SIGMA_MAX, self.denoiser.sigma_max),
@@ -230,6 +279,7 @@ class LabelToImageGenerator(nn.Module):
 
     def _sample_ddpm(
         self,
+        denoise: Callable[..., Tensor],
         cond: Tensor,
         shape: tuple[int, ...],
         sampler: str,
@@ -261,7 +311,7 @@ class LabelToImageGenerator(nn.Module):
             raise ConfigValueError(f"steps={steps}; expected 1..T={num_train_timesteps} DDIM steps")
         grid = reverse_grid(num_train_timesteps, sampler, steps)
         x = scheduler_prior(self.scheduler, torch.empty(shape, device=cond.device), generator)
-        x = reverse_diffusion(self.scheduler, x, lambda x_t, timesteps: self.denoiser(x_t, timesteps, seg=cond), grid,
+        x = reverse_diffusion(self.scheduler, x, lambda x_t, timesteps: denoise(x_t, timesteps, seg=cond), grid,
                               sampler, 0.0, generator, callback)  # fmt: skip
         return x, len(grid)
 

@@ -88,7 +88,8 @@ def write_reconstruction_grid(path: str | Path, images: Tensor, reconstructions:
 
 class _EpochGridSaver:
     """Every `interval` trainer epochs and after the last one, a grid of the first `num_images` items of `dataset` to
-    `<output_dir>/<prefix>_epoch=<N>.png`, drawn in eval mode with `network` (default: the trainer's)."""
+    `<output_dir>/<prefix>_epoch=<N>.png`, drawn in eval mode with `network` (default: the trainer's); the items' views
+    (`view_key`, None when absent) go with them."""
 
     prefix = "grid"
 
@@ -101,9 +102,10 @@ class _EpochGridSaver:
         image_key: str = "image",
         cond_key: str = "cond",
         network: nn.Module | None = None,
+        view_key: str = "view",
     ) -> None:
         self.dataset, self.output_dir, self.num_images, self.interval = dataset, Path(output_dir), num_images, interval
-        self.image_key, self.cond_key, self.network = image_key, cond_key, network
+        self.image_key, self.cond_key, self.network, self.view_key = image_key, cond_key, network, view_key
         self._written_epoch = 0
 
     def attach(self, engine: Engine) -> None:
@@ -123,21 +125,23 @@ class _EpochGridSaver:
             torch.stack([convert_to_tensor(item[key], track_meta=False) for item in items]).to(device)
             for key in (self.image_key, self.cond_key)
         )
+        views = [item[self.view_key] for item in items] if all(self.view_key in item for item in items) else None
         network = unwrap(self.network if self.network is not None else engine.network)
         training = network.training
         network.eval()
+        path = self.output_dir / f"{self.prefix}_epoch={engine.state.epoch}.png"
         with torch.no_grad():
-            self.write(self.output_dir / f"{self.prefix}_epoch={engine.state.epoch}.png", network, images.float(), cond)
+            self.write(path, network, images.float(), cond, views)
         network.train(training)
 
-    def write(self, path: Path, network: nn.Module, images: Tensor, cond: Tensor) -> None:
+    def write(self, path: Path, network: nn.Module, images: Tensor, cond: Tensor, views: list | None) -> None:
         raise NotImplementedError
 
 
 class SampleGridSaver(_EpochGridSaver):
     """Trainer handler: rows (label overlay | generated) sampled by the generator from the first `num_images`
-    condition maps of `dataset`, with a fixed `seed` so that epochs compare; `sampler`/`steps`/`churn` as in
-    `LabelToImageGenerator.sample` (None: the model's default)."""
+    condition maps of `dataset` and their views, with a fixed `seed` so that epochs compare; `sampler`/`steps`/`churn`
+    as in `LabelToImageGenerator.sample` (None: the model's default)."""
 
     prefix = "samples"
 
@@ -153,13 +157,15 @@ class SampleGridSaver(_EpochGridSaver):
         seed: int = 0,
         cond_key: str = "cond",
         network: nn.Module | None = None,
+        view_key: str = "view",
     ) -> None:
-        super().__init__(dataset, output_dir, num_images, interval, cond_key=cond_key, network=network)
+        super().__init__(dataset, output_dir, num_images, interval, cond_key=cond_key, network=network,
+                         view_key=view_key)  # fmt: skip
         self.sampler, self.steps, self.churn, self.seed = sampler, steps, churn, seed
 
-    def write(self, path: Path, network: nn.Module, images: Tensor, cond: Tensor) -> None:
+    def write(self, path: Path, network: nn.Module, images: Tensor, cond: Tensor, views: list | None) -> None:
         random = torch.Generator(cond.device).manual_seed(self.seed)
-        generated, _ = network.sample(cond, self.sampler, self.steps, self.churn, random)
+        generated, _ = network.sample(cond, self.sampler, self.steps, self.churn, random, views=views)
         write_sample_grid(path, cond, generated)
 
 
@@ -169,7 +175,7 @@ class ReconstructionGridSaver(_EpochGridSaver):
 
     prefix = "reconstructions"
 
-    def write(self, path: Path, network: nn.Module, images: Tensor, cond: Tensor) -> None:
+    def write(self, path: Path, network: nn.Module, images: Tensor, cond: Tensor, views: list | None) -> None:
         write_reconstruction_grid(path, images, network(images, (cond > 0).float())[0])
 
 

@@ -129,7 +129,7 @@ class LatentHealthLogger:
 
     def __call__(self, engine: Engine) -> None:
         if self._fixed is None:
-            self._fixed = fixed_condition_maps(self.dataset, self.num_images)
+            self._fixed = fixed_condition_maps(self.dataset, self.num_images)[:2]
         cond, images = self._fixed
         sector = (cond > 0).float()
         vae = unwrap(self.network if self.network is not None else engine.network)

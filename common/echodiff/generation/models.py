@@ -10,7 +10,8 @@
 | `edm_l64`  | Gamma-VAE latent | EDM; 3 VAE levels: latent = image / 4 (64 at 256 px)      | image / 4     |
 
 Every denoiser is MONAI's `SPADEDiffusionModelUNet` (label map through SPADE in the decoder blocks); vp/ve/edm* wrap it in
-`echodiff.networks` preconditioning. Gamma noise (Nachmani et al. 2021) exists for DDPM-type models only: `sdm`.
+`echodiff.networks` preconditioning. With `view_condition` the UNet also takes the apical view (2CH / 4CH, the classes of
+`echodiff.data.VIEW_CLASSES`) as MONAI's class embedding (`num_class_embeds`, added to the time embedding). Gamma noise (Nachmani et al. 2021) exists for DDPM-type models only: `sdm`.
 
 Paper-scale sizes (`PAPER_SCALE_NETWORKS`, at the paper's 256 x 256 images) and what differs from the paper:
 - SDM (ADM-style UNet): base 256, multipliers (1, 1, 2, 2, 4, 4), 2 blocks, attention at 32/16/8 with 64-channel heads.
@@ -40,6 +41,7 @@ from monai.networks.nets import SPADEDiffusionModelUNet
 from torch import nn
 
 from echodiff.data.conditioning import N_CONDITION_CLASSES
+from echodiff.data.views import VIEW_CLASSES
 from echodiff.errors import ConfigKeyError, ConfigValueError, as_flag
 from echodiff.generation.checkpoint_files import checkpoint_safe
 from echodiff.generation.generator import LabelToImageGenerator
@@ -100,7 +102,7 @@ DEFAULT_NETWORKS: dict[str, dict] = {
     "edm_l64": {"network": _SMALL_UNET, "autoencoder": {**_SMALL_VAE, "channels": (32, 64, 64)}},
 }
 
-_UNET_FIXED = ("self", "spatial_dims", "in_channels", "out_channels", "label_nc")
+_UNET_FIXED = ("self", "spatial_dims", "in_channels", "out_channels", "label_nc", "num_class_embeds")
 _VAE_FIXED = ("self", "spatial_dims", "in_channels")
 
 
@@ -167,6 +169,7 @@ def build_generator(
     diffusion: dict | None = None,
     latent_scale: float = 1.0,
     loss: dict | None = None,
+    view_condition: bool = False,
 ) -> LabelToImageGenerator:
     """One of `GENERATOR_MODELS`, untrained, making `image_size` x `image_size` images from condition maps.
 
@@ -183,6 +186,8 @@ def build_generator(
             1.0 keeps the paper's fixed mapping. Stored in the generator checkpoint.
         loss: arguments of the training loss of the EDM family, e.g. {"P_mean": -0.4, "P_std": 1.2} for EDM's
             log-normal noise-level distribution (Karras et al. 2022, Table 1; default P_mean -1.2); empty for sdm.
+        view_condition: the denoiser also takes the view (2CH / 4CH) of each map as a class label, so `sample` and
+            `training_loss` need `views`; recorded in the checkpoint (a checkpoint without it is a view-free model).
 
     The Gamma-VAE of a latent model is untrained: load stage 1's weights with `load_autoencoder_weights`.
     """
@@ -204,8 +209,10 @@ def build_generator(
     vae_kwargs = autoencoder_kwargs(model, autoencoder, paper_scale) if model in LATENT_MODELS else None
     vae = GammaVAE(**vae_kwargs) if vae_kwargs is not None else None
     channels = vae.latent_channels if vae is not None else 1
+    view_condition = as_flag(view_condition, "view_condition")
     unet = SPADEDiffusionModelUNet(
-        spatial_dims=2, in_channels=channels, out_channels=channels, label_nc=N_CONDITION_CLASSES, **network_kwargs
+        spatial_dims=2, in_channels=channels, out_channels=channels, label_nc=N_CONDITION_CLASSES,
+        num_class_embeds=len(VIEW_CLASSES) if view_condition else None, **network_kwargs,
     )
     scheduler = None
     diffusion_kwargs = checkpoint_safe({**(SDM_SCHEDULER if model == "sdm" else {}), **(diffusion or {})}, "diffusion")
@@ -222,6 +229,7 @@ def build_generator(
     build_kwargs = dict(
         model=model, image_size=image_size, noise=noise, network=network_kwargs, autoencoder=vae_kwargs,
         diffusion=diffusion_kwargs, **({"loss": loss_kwargs} if loss_kwargs else {}),
+        **({"view_condition": True} if view_condition else {}),
     )  # fmt: skip
     return LabelToImageGenerator(
         model, image_size, denoiser, noise=noise, scheduler=scheduler, autoencoder=vae,

@@ -3,7 +3,8 @@
 Stojanovski et al. 2024 train downstream models on images generated from the training label maps, each augmented
 K = 5 times (their data-generation section). From a CAMUS-layout folder, every frame of one split gives its conditioning
 map (sector + labels, `condition_map`), resized by nearest neighbour to the generator's size, K augmented copies
-(`RandLabelMapAugmentd`, seeded per copy) and one generated image per copy. Output folder:
+(`RandLabelMapAugmentd`, seeded per copy) and one generated image per copy, asked for in the view of its source frame
+(the view is a condition of view-conditioned generators, and names the written files). Output folder:
 
     database_nifti/patientXXXX/patientXXXX_<view>_<phase>.nii.gz       generated image (uint8, 0..255)
                                patientXXXX_<view>_<phase>_gt.nii.gz    CAMUS labels 0..3 of the map it came from
@@ -72,8 +73,8 @@ __all__ = [
     "write_manifest",
 ]
 
-# generate(cond_maps (B, 1, H, W) int64, seeds) -> (images (B, 1, H, W) float in [0, 1], NFE per image)
-Generate = Callable[[torch.Tensor, Sequence[int]], tuple[torch.Tensor, int]]
+# generate(cond_maps (B, 1, H, W) int64, seeds, views "2CH"/"4CH") -> (images (B, 1, H, W) in [0, 1], NFE per image)
+Generate = Callable[[torch.Tensor, Sequence[int], Sequence[str]], tuple[torch.Tensor, int]]
 
 MANIFEST = "manifest.jsonl"
 RECORDS = "manifest_records"
@@ -170,12 +171,12 @@ def synthesize_dataset(
     `split` may name several splits (e.g. ["training", "validation"]): each synthetic patient goes to its source's
     split, so downstream configs train and select on the synthetic folder unchanged.
 
-    `generate(cond_maps, seeds)` maps a (B, 1, H, W) int64 batch of conditioning maps (0..4) and one seed per map
-    to (B, 1, H, W) images in [0, 1] and the NFE per image; `generator_fn` adapts a `LabelToImageGenerator`. When it
-    has an `image_size` (the model's fixed size), the maps must come out at that size: set `image_size` to resize
-    them (nearest), or `ShapeMismatchError` names the first map that does not fit. `augment=False` keeps every copy
-    of a map unaugmented (the copies then differ only by seed). `info` (model, sampler, steps...) goes into every
-    manifest line. Rank and world size come from `torch.distributed` when it is initialised, else from the
+    `generate(cond_maps, seeds, views)` maps a (B, 1, H, W) int64 batch of conditioning maps (0..4), one seed and one
+    view ("2CH" / "4CH", the file's) per map to (B, 1, H, W) images in [0, 1] and the NFE per image; `generator_fn`
+    adapts a `LabelToImageGenerator`. When it has an `image_size` (the model's fixed size), the maps must come out at
+    that size: set `image_size` to resize them (nearest), or `ShapeMismatchError` names the first map that does not
+    fit. `augment=False` keeps every copy of a map unaugmented (the copies then differ only by seed). `info` (model,
+    sampler, steps...) goes into every manifest line. Rank and world size come from `torch.distributed` when it is initialised, else from the
     arguments (default 0 of 1). Returns a summary: cases, this rank's share, skipped (done before), generated,
     images_per_s, complete, manifest (path once written, else None).
     """
@@ -210,7 +211,7 @@ def synthesize_dataset(
         for batch in _batches(pending, batch_size, image_size, augmentation, model_size):
             batch_start = time.perf_counter()
             cond_maps = torch.stack([cond for _, cond, _ in batch])
-            images, nfe = generate(cond_maps, [case.seed for case, _, _ in batch])
+            images, nfe = generate(cond_maps, [case.seed for case, _, _ in batch], [case.view for case, _, _ in batch])
             _check_images(images, cond_maps)
             seconds = (time.perf_counter() - batch_start) / len(batch)
             for (case, cond, spacing), image in zip(batch, images):
@@ -356,7 +357,7 @@ def _write_case(
 
 @dataclass(frozen=True)
 class GeneratorFn:
-    """`generate(cond_maps, seeds)` from a `LabelToImageGenerator`: image b's randomness comes from
+    """`generate(cond_maps, seeds, views)` from a `LabelToImageGenerator` (`views` as in its `sample`): image b's randomness comes from
     `torch.Generator(device).manual_seed(seeds[b])`, so it does not depend on the rest of the batch, and the batch is
     sampled in one pass (equal to sampling each image alone up to floating-point rounding). Deterministic EDM-family
     sampling (churn None) draws each image's start noise from its seed; stochastic and DDPM sampling pass one
@@ -383,16 +384,20 @@ class GeneratorFn:
         return {"model": self.generator.model, "sampler": self.sampler, "steps": self.steps, "churn": churn}
 
     @torch.no_grad()
-    def __call__(self, cond_maps: torch.Tensor, seeds: Sequence[int]) -> tuple[torch.Tensor, int]:
+    def __call__(
+        self, cond_maps: torch.Tensor, seeds: Sequence[int], views: Sequence[str] | str | None = None
+    ) -> tuple[torch.Tensor, int]:
         cond_maps = cond_maps.to(self.device)
         rngs = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
         if self.churn is None and self.generator.scheduler is None:
             # deterministic ODE sampling: the start noise is the only randomness
             noise = rng.randn(self.generator.diffusion_shape(cond_maps), rngs, device=self.device)
-            images, nfe = self.generator.sample(cond_maps, sampler=self.sampler, steps=self.steps, noise=noise)
+            images, nfe = self.generator.sample(
+                cond_maps, sampler=self.sampler, steps=self.steps, noise=noise, views=views
+            )
         else:
             images, nfe = self.generator.sample(
-                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rngs
+                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rngs, views=views
             )
         return images.float().cpu(), nfe
 

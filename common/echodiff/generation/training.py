@@ -4,7 +4,8 @@ The two stages of Stojanovski et al. 2024: the Gamma-VAE (reconstruction + KL + 
 denoiser of a `LabelToImageGenerator` (`training_loss`). MONAI's default iteration computes loss(pred, target) from one
 network output, which fits neither the VAE's four outputs nor the EDM loss (it draws sigma and weights per sample), so
 each stage gets its own step. Batches are dicts with "image" (B, 1, H, W) in [0, 1] and "cond" (B, 1, H, W), the
-condition map 0..4 of `SectorConditionMapd` (sector = cond > 0). The network call goes through `engine.inferer`
+condition map 0..4 of `SectorConditionMapd` (sector = cond > 0), and for the diffusion step "view", the view of each
+frame ("2CH" / "4CH", from `list_camus`), which a view-conditioned generator needs. The network call goes through `engine.inferer`
 (SimpleInferer: `network(image, ...)`), so a DistributedDataParallel network synchronises gradients. The steps fire
 MONAI's `IterationEvents` like its own iteration, so outputs are decollated and handlers see them as usual.
 """
@@ -113,10 +114,11 @@ class AutoencoderEvalStep:
 
 class DiffusionTrainStep:
     """`iteration_update` of a SupervisedTrainer for a `LabelToImageGenerator`: one step on its `training_loss`
-    (called as the network's forward). Output: {"image", "label": the condition map, "loss"}."""
+    (called as the network's forward), with the batch's `view_key` as its `views` when the batch has that key.
+    Output: {"image", "label": the condition map, "loss"}."""
 
-    def __init__(self, image_key: str = "image", cond_key: str = "cond") -> None:
-        self.image_key, self.cond_key = image_key, cond_key
+    def __init__(self, image_key: str = "image", cond_key: str = "cond", view_key: str = "view") -> None:
+        self.image_key, self.cond_key, self.view_key = image_key, cond_key, view_key
 
     def __call__(self, engine: Engine, batchdata: Mapping) -> dict:
         images, cond = _inputs(engine, batchdata, self.image_key, self.cond_key)
@@ -124,7 +126,7 @@ class DiffusionTrainStep:
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with _autocast(engine):
-            loss = engine.inferer(images, engine.network, cond)
+            loss = engine.inferer(images, engine.network, cond, views=batchdata.get(self.view_key))
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         return _backward_and_step(engine, loss)
 

@@ -71,19 +71,25 @@ class Preconditioner(nn.Module):
         """Noise level the network supports closest to sigma; continuous here, as in EDM."""
         return torch.as_tensor(sigma)
 
-    def forward(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
-        """D(x, sigma, cond) = c_skip x + c_out F(c_in x, c_noise, cond); sigma is a float, 0-dim or (B,) tensor."""
+    def forward(
+        self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None, class_labels: Tensor | None = None
+    ) -> Tensor:
+        """D(x, sigma, cond) = c_skip x + c_out F(c_in x, c_noise, cond); sigma is a float, 0-dim or (B,) tensor.
+
+        `class_labels` (B,) int64, when given, reach F as MONAI's ``class_labels`` (a class embedding added to the
+        time embedding; the network must be built with ``num_class_embeds``), e.g. the echo view."""
         x = x.to(torch.float32)
         sigma = self._batch_sigma(sigma, x)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         timesteps = self.timestep(c_noise).flatten()
         x_in = c_in * x
+        labels = {} if class_labels is None else {"class_labels": class_labels}
         if cond is None:
-            F_x = self.model(x_in, timesteps)
+            F_x = self.model(x_in, timesteps, **labels)
         elif self.conditioning == "spade":
-            F_x = self.model(x_in, timesteps, seg=cond)
+            F_x = self.model(x_in, timesteps, seg=cond, **labels)
         else:
-            F_x = self.model(torch.cat([x_in, cond.to(x_in.dtype)], dim=1), timesteps)
+            F_x = self.model(torch.cat([x_in, cond.to(x_in.dtype)], dim=1), timesteps, **labels)
         if F_x.shape != x.shape:
             raise ShapeMismatchError(
                 f"network output has shape {tuple(F_x.shape)}; expected the input's shape {tuple(x.shape)}"

@@ -9,7 +9,8 @@ else: the same runs can be repeated by hand. Three scales:
   tried. `--model edm_l64` runs the latent recipe.
 - `paper`: the paper's networks and 256 px (`--paper_scale true`, meant for a GPU: `--device cuda`).
 
-Training stages run until their share of `--budget_minutes` is spent (`time_limit_minutes`) or `max_epochs`.
+Training stages run until their share of `--budget_minutes` is spent (`time_limit_minutes`) or `max_epochs`. Every
+scale's generator takes the view (2CH / 4CH) beside the label map (`view_condition`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ SCALES: dict[str, dict] = {
         "diffusion": {"network_args": {"channels": [16, 32], "attention_levels": [False, False], "num_res_blocks": 1,
                                        "num_head_channels": 16, "norm_num_groups": 8, "spade_intermediate_channels": 8},
                       "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 20, "num_workers": 0, "ema_warmup_iters": 10,
-                      "ema_momentum": 0.05, "fidelity_interval": 5, "fidelity_images": 4, "grid_interval": 100},
+                      "ema_momentum": 0.05, "fidelity_interval": 5, "fidelity_images": 4, "grid_interval": 100,
+                      "view_condition": True},
         "fidelity_images": 8,
     },
     "cpu": {
@@ -80,7 +82,7 @@ SCALES: dict[str, dict] = {
                         "num_workers": 0, "grid_interval": 10, "loss#warmup_epochs": 0},  # fmt: skip
         "diffusion": {"learning_rate": 1e-3, "max_epochs": 2000, "num_workers": 0, "ema_momentum": 0.001,
                       "ema_warmup_iters": 500, "fidelity_images": 32, "fidelity_sampler": "dpmpp_2m",
-                      "fidelity_steps": 10},  # fmt: skip
+                      "fidelity_steps": 10, "view_condition": True},  # fmt: skip
         # pixel EDM: a 3-level UNet 16-32-64 (attention at 16 x 16) on the 64 px image; latent EDM: the default small
         # UNet on the 16 x 16 latent
         "diffusion_per_model": {
@@ -97,7 +99,8 @@ SCALES: dict[str, dict] = {
         "segmenter": {"image_size": [256, 256], "max_epochs": 100},
         "classifier": {"image_size": [224, 224], "max_epochs": 30},
         "autoencoder": {"paper_scale": True, "max_epochs": 100},
-        "diffusion": {"paper_scale": True, "max_epochs": 200, "ema_momentum": 0.0002, "ema_warmup_iters": 2000},
+        "diffusion": {"paper_scale": True, "max_epochs": 200, "ema_momentum": 0.0002, "ema_warmup_iters": 2000,
+                      "view_condition": True},
         "fidelity_images": 200,
     },
 }

@@ -1,7 +1,9 @@
 """The study's report: `report.json` (the keys below), `report.md` and PNG figures in `<workdir>/report/`.
 
 report.json: budget_minutes, hardware, dataset_dir, test_dir, test_split, image_size, stages (name -> seconds),
-generator (model, sampler, steps, nfe, images_per_s, train_minutes, label_fidelity), fidelity_vs_steps (rows sampler,
+generator (model, sampler, steps, nfe, images_per_s, train_minutes, label_fidelity, view_fidelity: accuracy,
+accuracy_2CH, accuracy_4CH and n_images of the real-trained view classifier on the generated test images, each asked
+for in its map's true view), fidelity_vs_steps (rows sampler,
 steps, nfe, dice_mean), segmentation (real / synthetic: dice_lv_endo, dice_lv_epi, dice_la, dice_mean, hd_lv_endo,
 n_images), view_classification (real / synthetic: accuracy_mean, accuracy_std, n_images), plus autoencoder_ceiling,
 autoencoder_health and autoencoder_health_curve (empty for a pixel-space generator), label_fidelity_curve, fingerprints and settings. Dice x 100; Hausdorff in pixels of the test label grid.
@@ -26,6 +28,7 @@ from echodiff.io import atomic_write  # noqa: E402
 __all__ = ["SEGMENTATION_KEYS", "write_report"]
 
 SEGMENTATION_KEYS = (*DICE_KEYS, "hd_lv_endo")
+VIEW_FIDELITY_KEYS = ("accuracy", "accuracy_2CH", "accuracy_4CH", "n_images")
 
 
 def _segmentation_row(report: Mapping) -> dict:
@@ -144,7 +147,8 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
             "nfe": generator_eval["nfe"], "images_per_s": generator_eval["images_per_s"],
             "synthesis_images_per_s": records["synthesis"].result["images_per_s"],
             "train_minutes": sum(records[s].seconds for s in ("autoencoder", "diffusion") if s in records) / 60,
-            "label_fidelity": generator_eval["label_fidelity"], "n_maps": generator_eval["n_maps"],
+            "label_fidelity": generator_eval["label_fidelity"], "view_fidelity": generator_eval["view_fidelity"],
+            "n_maps": generator_eval["n_maps"],
             "autoencoder_iterations": vae.get("iterations"), "diffusion_iterations": diffusion.get("iterations"),
         },
         "fidelity_vs_steps": [{k: row[k] for k in ("sampler", "steps", "nfe", "dice_mean")}
@@ -170,6 +174,8 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
     seg, cls, gen = report["segmentation"], report["view_classification"], report["generator"]
     headline = [
         {"result": "label fidelity (mean Dice, generated test maps)", "value": gen["label_fidelity"]["dice_mean"]},
+        {"result": "view fidelity (real-trained view classifier accuracy, generated test maps)",
+         "value": gen["view_fidelity"]["accuracy"]},
         {"result": "segmenter trained on real: mean Dice", "value": seg["real"]["dice_mean"]},
         {"result": "segmenter trained on synthetic only: mean Dice", "value": seg["synthetic"]["dice_mean"]},
         {"result": "view classifier trained on real: accuracy", "value": cls["real"]["accuracy_mean"]},
@@ -198,6 +204,11 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         f"Label fidelity on {gen['n_maps']} unaugmented test maps (the real-trained segmenter on generated images):",
         "",
         _table([gen["label_fidelity"]], list(DICE_KEYS)),
+        "",
+        "View fidelity on the same generated images, each asked for in its map's true view (the real-trained view "
+        "classifier's accuracy):",
+        "",
+        _table([gen["view_fidelity"]], list(VIEW_FIDELITY_KEYS), digits=3),
         "",
         *_reference_section(report),
         "Label fidelity against sampler steps:",

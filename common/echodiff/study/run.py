@@ -207,7 +207,7 @@ def run_study(
             "view_classification": {"real": stages.evaluate_classifier(ctx, folder, cls_real, "classifier_real"),
                                     "synthetic": stages.evaluate_classifier(ctx, folder, cls_syn,
                                                                             "classifier_synthetic")},
-            "generator": stages.evaluate_generator(ctx, folder, diffusion["model"], seg_real),
+            "generator": stages.evaluate_generator(ctx, folder, diffusion["model"], seg_real, cls_real),
         }  # fmt: skip
 
     evaluation = stage(

@@ -11,7 +11,7 @@ user runs by hand) and returns a small JSON-able result; `echodiff.study.run` ch
 | `synthesis`            | `echodiff.generation.synthesize_dataset`        | synthetic CAMUS folder (train + val)     |
 | `segmenter_synthetic`  | echo_pddpm_segmentation `train.json`            | synthetic-only segmenter                 |
 | `classifier_synthetic` | echo_view_classification `train.json`          | synthetic-only view classifier           |
-| `evaluation`           | `inference.json` + `evaluate.json` of both      | scores on the test split, fidelity       |
+| `evaluation`           | `inference.json` + `evaluate.json` of both      | scores on the test split, label and view fidelity |
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from echodiff.bundle import find_bundle_root, load_bundle_network
 from echodiff.data.camus import holdout_view, list_camus
 from echodiff.engines.checkpoints import latest_checkpoint
 from echodiff.errors import ConfigValueError, EmptySplitError, MissingFileError
-from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
+from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity, view_fidelity
 from echodiff.generation.checkpoints import load_autoencoder, load_generator
 from echodiff.generation.grids import image_grid, label_overlay, write_png
 from echodiff.generation.latent_health import health_problems, latent_health
@@ -255,7 +255,7 @@ def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str, segment
                 fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     model = _require(folder / "models" / "autoencoder.pt", "autoencoder")
-    cond, images = test_maps(ctx, int(ctx.settings["fidelity_images"]), dataset_dir, "validation")
+    cond, images, _ = test_maps(ctx, int(ctx.settings["fidelity_images"]), dataset_dir, "validation")
     curve = folder / "eval" / "latent_health.json"
     return {"model": model, "overrides": overrides,
             "health": latent_health(load_autoencoder(model, map_location="cpu"), images, (cond > 0).float()),
@@ -339,9 +339,9 @@ def evaluate_classifier(ctx: StudyContext, folder: Path, model: dict, name: str)
 
 
 def test_maps(ctx: StudyContext, n: int, dataset_dir: str | Path | None = None,
-              split: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(condition maps, real images) of `n` frames spread over `split` of `dataset_dir` (default: the test split),
-    preprocessed by the generator bundle's own validation transforms (never augmented)."""
+              split: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # fmt: skip
+    """(condition maps, real images, views) of `n` frames spread over `split` of `dataset_dir` (default: the test
+    split), preprocessed by the generator bundle's own validation transforms (never augmented)."""
     root = Path(find_bundle_root(GENERATOR))
     parser = ConfigParser()
     parser.read_config([str(root / "configs" / "train_autoencoder.json")])
@@ -352,35 +352,40 @@ def test_maps(ctx: StudyContext, n: int, dataset_dir: str | Path | None = None,
     return fixed_condition_maps(parser.get_parsed_content("validate#dataset"), n)
 
 
-def _sample(generator: torch.nn.Module, cond: torch.Tensor, sampler: str, steps: int, seed: int,
+def _sample(generator: torch.nn.Module, cond: torch.Tensor, views: list[str], sampler: str, steps: int, seed: int,
             batch_size: int = 32) -> tuple[torch.Tensor, int, float]:  # fmt: skip
-    """Images of `cond` (per-image seeds, batched), NFE per image and images/s."""
+    """Images of `cond` in their `views` (per-image seeds, batched), NFE per image and images/s."""
     fn = generator_fn(generator, sampler=sampler, steps=steps, device=next(generator.parameters()).device)
     images, start = [], time.perf_counter()
     nfe = 0
     for i in range(0, len(cond), batch_size):
-        batch, nfe = fn(cond[i : i + batch_size], [seed + j for j in range(i, min(i + batch_size, len(cond)))])
+        batch, nfe = fn(cond[i : i + batch_size], [seed + j for j in range(i, min(i + batch_size, len(cond)))],
+                        views[i : i + batch_size])
         images.append(batch)
     seconds = time.perf_counter() - start
     return torch.cat(images), nfe, len(cond) / seconds
 
 
-def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, segmenter: dict) -> dict:
+def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, segmenter: dict, classifier: dict) -> dict:
     """Label fidelity on unaugmented test maps (the generator never saw them; nothing is selected on them) at the
     study's sampler, against the step count (`STEP_GRID`), the Gamma-VAE ceiling (latent models) and the sample
-    grid."""
+    grid; view fidelity: the real-trained view `classifier` on the same generated images, asked for in the maps' true
+    views."""
     device = ctx.device or "cpu"
     seg = segmenter["overrides"]
     segmenter_net = load_bundle_network(SEGMENTER, segmenter["model"],
                                         {k: seg[k] for k in ("image_size", "filters") if k in seg}).to(device)
+    classifier_size = classifier["overrides"]["image_size"]
+    classifier_net = load_bundle_network(CLASSIFIER, classifier["model"], {"image_size": classifier_size}).to(device)
     generator = load_generator(generator_path, map_location=device).eval()
-    cond, real = test_maps(ctx, int(ctx.settings["fidelity_images"]))
-    images, nfe, images_per_s = _sample(generator, cond, ctx.sampler, ctx.steps, ctx.seed)
+    cond, real, views = test_maps(ctx, int(ctx.settings["fidelity_images"]))
+    images, nfe, images_per_s = _sample(generator, cond, views, ctx.sampler, ctx.steps, ctx.seed)
     fidelity = label_fidelity(segmenter_net, images, cond)
+    views_fidelity = view_fidelity(classifier_net, images, views, classifier_size)
     rows = []
     for sampler, grid in STEP_GRID.items():
         for steps in grid:
-            generated, n, _ = _sample(generator, cond, sampler, steps, ctx.seed)
+            generated, n, _ = _sample(generator, cond, views, sampler, steps, ctx.seed)
             rows.append({"sampler": sampler, "steps": steps, "nfe": n,
                          **label_fidelity(segmenter_net, generated, cond)})  # fmt: skip
     ceiling = {}
@@ -403,5 +408,5 @@ def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, seg
     write_png(folder / "grid.png", image_grid([cond_view, gen_g, real_g]))
     write_png(folder / "grid_public.png", image_grid([cond_view, gen_g]))
     torch.save({"cond": cond, "generated": images}, folder / "samples.pt")
-    return {"label_fidelity": fidelity, "nfe": nfe, "images_per_s": images_per_s, "n_maps": len(cond),
+    return {"label_fidelity": fidelity, "view_fidelity": views_fidelity, "nfe": nfe, "images_per_s": images_per_s, "n_maps": len(cond),
             "fidelity_vs_steps": rows, "autoencoder_ceiling": ceiling, "real_images_fidelity": real_fidelity}
