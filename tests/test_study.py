@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from echodiff import fingerprints
+from echodiff.data.camus import list_camus
 from echodiff.errors import ConfigKeyError, ConfigValueError, MissingFileError
+from echodiff.generation.fidelity import DICE_KEYS
+from echodiff.metrics import patient_bootstrap
 from echodiff.study import check_budget, run_cached, run_study
 from echodiff.study.recipes import budget_shares, scale_settings
 from echodiff.study import stages as study_stages
@@ -79,11 +87,45 @@ def test_interrupted_stage_resumes_in_place_with_same_key_and_is_wiped_with_anot
     assert "checkpoint_epoch=1.pt" not in seen and "discarded" in said[-1]
 
 
-def test_force_reruns_a_cached_stage(tmp_path: Path) -> None:
+def test_force_reruns_a_cached_stage_and_gives_its_output_a_new_identity(tmp_path: Path) -> None:
     calls: list[str] = []
-    run_cached(tmp_path / "s", "s", {"a": 1}, _work(calls, 1), say=lambda _: None)
+    first = run_cached(tmp_path / "s", "s", {"a": 1}, _work(calls, 1), say=lambda _: None)
     record = run_cached(tmp_path / "s", "s", {"a": 1}, _work(calls, 2), force=True, say=lambda _: None)
     assert record.result == {"value": 2} and len(calls) == 2
+    assert record.fingerprint == first.fingerprint and record.output != first.output  # same inputs, another output
+    assert run_cached(tmp_path / "s", "s", {"a": 1}, _work(calls, 3), say=lambda _: None).output == record.output
+
+
+def test_resumed_stage_records_its_seconds_over_all_sittings(tmp_path: Path) -> None:
+    def killed(folder: Path) -> dict:
+        time.sleep(0.3)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cached(tmp_path / "s", "s", {"a": 1}, killed, say=lambda _: None)
+    sittings = json.loads((tmp_path / "s" / "started.json").read_text())["sittings"]
+    assert len(sittings) == 1 and sittings[0]["seconds"] >= 0.3
+    said: list[str] = []
+    record = run_cached(tmp_path / "s", "s", {"a": 1}, lambda f: time.sleep(0.2) or {}, say=said.append)
+    done = json.loads((tmp_path / "s" / "stage.json").read_text())
+    assert len(done["sitting_seconds"]) == 2 and record.seconds == done["seconds"] >= 0.5
+    assert "in 1 sitting(s) so far" in said[-1]
+
+
+def test_a_sitting_ended_by_sigkill_counts_until_the_last_file_it_wrote(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    key = {"a": 1}
+    start = time.time() - 100
+    (folder / "started.json").write_text(json.dumps({  # what a SIGKILLed sitting leaves: no seconds of its own
+        "stage": "s", "fingerprint": fingerprints.fingerprint(key), "key": key, "started": "earlier",
+        "sittings": [{"started": "earlier", "start_time": start, "seconds": None}]}))  # fmt: skip
+    checkpoint = folder / "checkpoint_epoch=3.pt"
+    checkpoint.write_text("epoch 3")
+    os.utime(checkpoint, (start + 40, start + 40))
+    os.utime(folder / "started.json", (start, start))
+    record = run_cached(folder, "s", key, lambda f: {}, say=lambda _: None)
+    assert 40 <= record.seconds < 45
 
 
 # --- bad inputs ----------------------------------------------------------------------------------------------------
