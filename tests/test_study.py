@@ -172,6 +172,148 @@ def test_cli_prints_the_error_as_its_last_line_and_exits_1(tmp_path: Path) -> No
     assert result.stderr.strip().splitlines()[-1].startswith("error: --budget_minutes 1 is too small for any stage")
 
 
+# --- the study's wiring, with stand-in stages (seconds) ------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the training, synthesis and evaluation stages by stand-ins that write a fresh product (so a rerun makes
+    another output) and results shaped like the bundles' reports; returns the stage folders, in the order they ran."""
+    ran: list[str] = []
+
+    def product(folder: Path, name: str) -> str:
+        ran.append(folder.name)
+        path = folder / "models" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(8))
+        return str(path)
+
+    def train(ctx, folder, dataset_dir, stage, kind, seed=None):
+        return {"model": product(folder, "model.pt"), "overrides": dict(ctx.settings[kind]), "iterations": 1,
+                "images_per_s": 1.0}  # fmt: skip
+
+    def diffusion(ctx, folder, dataset_dir, autoencoder, segmenter):
+        return {"model": product(folder, "generator.pt"), "overrides": {}, "iterations": 1, "images_per_s": 1.0}
+
+    def synthesize(ctx, folder, source_dir, generator_path):
+        product(folder, "images")
+        return {"dataset_dir": source_dir, "images": 8, "generated": 8, "images_per_s": 1.0, "seconds": 1.0}
+
+    def per_image(ctx, model: dict, score) -> list[dict]:
+        rng = np.random.default_rng(list(Path(model["model"]).read_bytes()))  # another product, other scores
+        return [{"image": item["image"], "patient": item["patient"], **score(rng)}
+                for item in list_camus(ctx.test_dir, ctx.test_split)]  # fmt: skip
+
+    def evaluate_segmenter(ctx, folder, model, name):
+        rows = per_image(ctx, model, lambda rng: {**{k: float(rng.uniform(60, 95)) for k in DICE_KEYS},
+                                                  "hd_lv_endo": float(rng.uniform(2, 9))})  # fmt: skip
+        patients = [row["patient"] for row in rows]
+        metrics = {key: {"mean": float(np.mean([r[key] for r in rows])),
+                         "ci95": patient_bootstrap([r[key] for r in rows], patients)["ci95"]}
+                   for key in (*DICE_KEYS, "hd_lv_endo")}  # fmt: skip
+        return {"n_images": len(rows), "metrics": metrics, "per_image": rows}
+
+    def evaluate_classifier(ctx, folder, model, name):
+        rows = per_image(ctx, model, lambda rng: {"correct": bool(rng.random() < 0.8)})
+        correct = [row["correct"] for row in rows]
+        return {"n_images": len(rows), "accuracy": float(np.mean(correct)), "accuracy_mean": float(np.mean(correct)),
+                "accuracy_std": 0.01, "accuracy_ci95": patient_bootstrap(correct, [r["patient"] for r in rows])["ci95"],
+                "per_image": rows}  # fmt: skip
+
+    def evaluate_generator(ctx, folder, generator_path, segmenter):
+        for name in ("grid.png", "grid_public.png"):
+            (folder / name).write_bytes(b"")
+        dice = {key: 80.0 for key in DICE_KEYS}
+        return {"label_fidelity": dice, "nfe": 10, "images_per_s": 1.0, "n_maps": 4, "autoencoder_ceiling": {},
+                "fidelity_vs_steps": [{"sampler": "dpmpp_2m", "steps": 10, "nfe": 10, "dice_mean": 80.0}],
+                "real_images_fidelity": dice}  # fmt: skip
+
+    for name, fake in {"train_downstream": train, "train_diffusion": diffusion, "synthesize": synthesize,
+                       "evaluate_segmenter": evaluate_segmenter, "evaluate_classifier": evaluate_classifier,
+                       "evaluate_generator": evaluate_generator}.items():  # fmt: skip
+        monkeypatch.setattr(study_stages, name, fake)
+    return ran
+
+
+def _reran(said: list[str]) -> set[str]:
+    return {m[1:].split("]")[0] for m in said if m.startswith("[") and "rerun" in m}
+
+
+def test_forced_diffusion_reruns_synthesis_the_synthetic_only_models_evaluation_and_report(
+    tmp_path: Path, phantom_camus: Path, fake_stages: list[str]
+) -> None:
+    said: list[str] = []
+    study(tmp_path / "w", phantom_camus, said)
+    assert "== segmenter_real (up to 1 epochs or 1.0 min, whichever comes first)" in said
+    first = json.loads((tmp_path / "w" / "report" / "report.json").read_text())
+    said.clear()
+    study(tmp_path / "w", phantom_camus, said, force="diffusion")
+    downstream = {"synthesis", "segmenter_synthetic", "classifier_synthetic", "evaluation", "report"}
+    assert _reran(said) == {"diffusion", *downstream}
+    assert {m.split("]")[0][1:] for m in said if "cached" in m} == {"data", "segmenter_real", "classifier_real"}
+    assert all("upstream stages" in m for m in said if m.startswith(tuple(f"[{s}]" for s in downstream)))
+    second = json.loads((tmp_path / "w" / "report" / "report.json").read_text())
+    assert second["runs"]["segmenter_real"] == first["runs"]["segmenter_real"]
+    assert all(second["runs"][s] != first["runs"][s] for s in ("diffusion", *downstream - {"report"}))
+
+
+def test_seeds_train_each_real_baseline_per_seed_and_report_every_seed_intervals_and_the_paired_gap(
+    tmp_path: Path, phantom_camus: Path, fake_stages: list[str]
+) -> None:
+    said: list[str] = []
+    study(tmp_path / "w", phantom_camus, said, seeds=3, seed=4)
+    assert [f for f in fake_stages if f.startswith("segmenter_real")] == [
+        "segmenter_real", "segmenter_real_seed1", "segmenter_real_seed2"]
+    keys = [json.loads((tmp_path / "w" / f"classifier_real{s}" / "stage.json").read_text())["key"]["settings"]["seed"]
+            for s in ("", "_seed1", "_seed2")]  # fmt: skip
+    assert keys == [4, 5, 6]
+    report = json.loads((tmp_path / "w" / "report" / "report.json").read_text())
+    real = report["segmentation"]["real"]
+    assert [row["seed"] for row in real["seeds"]] == [4, 5, 6] and real["dice_mean"] == real["seeds"][0]["dice_mean"]
+    spread = real["across_seeds"]["dice_mean"]
+    assert spread["min"] <= spread["mean"] <= spread["max"] and spread["std"] > 0
+    for source in ("real", "synthetic"):
+        for key in DICE_KEYS:
+            low, high = report["segmentation"][source]["ci95"][key]
+            assert low <= report["segmentation"][source][key] <= high
+        low, high = report["view_classification"][source]["ci95"]["accuracy"]
+        assert low <= report["view_classification"][source]["accuracy"] <= high
+    assert len(report["view_classification"]["real"]["seeds"]) == 3
+    gap = report["segmentation"]["synthetic_minus_real"]["dice_mean"]
+    assert gap["difference"] == pytest.approx(report["segmentation"]["synthetic"]["dice_mean"] - real["dice_mean"])
+    assert gap["tie"] == (gap["ci95"][0] <= 0 <= gap["ci95"][1])
+    assert set(report["view_classification"]["synthetic_minus_real"]["accuracy"]) == {"difference", "ci95", "tie"}
+    assert report["code"]["torch"] == torch.__version__ and len(report["code"]["echodiff_source"]) == 64
+    markdown = (tmp_path / "w" / "report" / "report.md").read_text()
+    assert "## Synthetic minus real" in markdown and "## Real-trained baselines over 3 seeds" in markdown
+
+
+def test_an_edited_echodiff_source_file_reruns_every_stage(
+    tmp_path: Path, phantom_camus: Path, fake_stages: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "echodiff"
+    shutil.copytree(fingerprints.SOURCE_ROOT, source, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprints, "SOURCE_ROOT", source)
+    study(tmp_path / "w", phantom_camus)
+    (source / "metrics" / "segmentation.py").write_text((source / "metrics" / "segmentation.py").read_text() + "\n#")
+    said: list[str] = []
+    study(tmp_path / "w", phantom_camus, said)
+    stages_run = {m[3:].split(" ")[0] for m in said if m.startswith("== ")} | {"report"}
+    assert _reran(said) == stages_run
+    assert all(m.split("] ", 1)[1].startswith("code") for m in said if "rerunning" in m)
+
+
+def test_a_cuda_device_on_a_torch_without_cuda_and_zero_seeds_are_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(ConfigValueError, match="--device cuda: CUDA is not available in this torch build.*--device cpu"):
+        run_study(workdir=str(tmp_path / "w"), device="cuda", budget_minutes=10)
+    with pytest.raises(ConfigValueError, match="--seeds 0; expected a whole number >= 1"):
+        run_study(workdir=str(tmp_path / "w"), seeds=0, budget_minutes=10)
+    assert not (tmp_path / "w").exists()
+
+
 # --- end to end ----------------------------------------------------------------------------------------------------
 
 
