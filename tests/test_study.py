@@ -307,7 +307,7 @@ def test_a_cuda_device_on_a_torch_without_cuda_and_zero_seeds_are_refused_before
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(torch.version, "cuda", None)
-    with pytest.raises(ConfigValueError, match="--device cuda: CUDA is not available in this torch build.*--device cpu"):
+    with pytest.raises(ConfigValueError, match="--device cuda: CUDA is not available in this torch build.*device cpu"):
         run_study(workdir=str(tmp_path / "w"), device="cuda", budget_minutes=10)
     with pytest.raises(ConfigValueError, match="--seeds 0; expected a whole number >= 1"):
         run_study(workdir=str(tmp_path / "w"), seeds=0, budget_minutes=10)
@@ -403,3 +403,8 @@ def test_tiny_study_with_the_default_pixel_generator_skips_the_autoencoder_and_g
     assert written["settings"]["shares"]["diffusion"] == pytest.approx(0.48)
     assert 0 <= written["generator"]["label_fidelity"]["dice_mean"] <= 100
     assert "Reference: the real test images" in (tmp_path / "study" / "report" / "report.md").read_text()
+    # the bundles' own evaluation reports carry the patients: intervals and the paired comparison come from them
+    low, high = written["segmentation"]["real"]["ci95"]["dice_mean"]
+    assert low <= written["segmentation"]["real"]["dice_mean"] <= high
+    assert written["view_classification"]["synthetic"]["ci95"]["accuracy"][0] <= 1
+    assert isinstance(written["segmentation"]["synthetic_minus_real"]["dice_mean"]["tie"], bool)

@@ -2,11 +2,11 @@
 
 A stage's key is {"data", "config", "code", "settings", "upstream"}: content hashes of the data files it reads, of the
 bundle config files it runs, the code (`echodiff.fingerprints.code_identity`: echodiff version and source digest, torch
-and MONAI versions), its own settings, and the output identity of the stages whose outputs it uses (`StageRecord.output`:
-their fingerprint and the run id that each finished run draws anew, so a forced rerun changes what depends on it
-even with the same inputs). The fingerprint is the SHA-256 of that key. A stage folder holds `started.json` (written
-before any work, with the sittings so far) and, once finished, `stage.json` (fingerprint, key, run id, result, seconds
-over all sittings and per sitting). On the next run:
+and MONAI versions), its own settings, and the output identity of the stages whose outputs it uses
+(`StageRecord.output`: their fingerprint and the run id that each finished run draws anew, so a forced rerun changes
+what depends on it even with the same inputs). The fingerprint is the SHA-256 of that key. A stage folder holds
+`started.json` (written before any work, with the sittings so far) and, once finished, `stage.json` (fingerprint, key,
+run id, result, seconds over all sittings and per sitting). On the next run:
 
 - `stage.json` with the same fingerprint: the stage is skipped and its result reused;
 - a different fingerprint (finished or interrupted): the folder, checkpoints included, is deleted and the stage reruns,
@@ -67,7 +67,7 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 
 def _past_sittings(partial: Mapping[str, Any], folder: Path) -> list[dict]:
-    """The sittings of an interrupted run; one without seconds (ended by SIGKILL) lasted until the last file it wrote."""
+    """The sittings of an interrupted run; one without seconds (ended by SIGKILL) lasted until its last file write."""
     sittings = [dict(s) for s in partial.get("sittings", [])]
     for sitting in sittings:
         if sitting["seconds"] is None:

@@ -49,8 +49,11 @@ def _classification_row(report: Mapping) -> dict:
 
 def _with_seeds(rows: list[dict], seeds: list[int], keys: tuple[str, ...]) -> dict:
     """The first seed's row, with every seed's row (`seeds`) and the mean / std / min / max of `keys` over seeds."""
-    across = {key: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v))}
-              for key in keys for v in [[row[key] for row in rows]]}  # fmt: skip
+    across = {}
+    for key in keys:
+        values = np.array([row[key] for row in rows], dtype=np.float64)
+        across[key] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                       "max": float(values.max())}  # fmt: skip
     return {**rows[0], "seeds": [{"seed": seed, **row} for seed, row in zip(seeds, rows)], "across_seeds": across}
 
 

@@ -204,7 +204,8 @@ def run_study(
                                bundle_seed=seed + i)
                 for i in range(seeds)]  # fmt: skip
 
-    seg_reals, cls_reals = real_baselines("segmenter_real", "segmenter"), real_baselines("classifier_real", "classifier")
+    seg_reals = real_baselines("segmenter_real", "segmenter")
+    cls_reals = real_baselines("classifier_real", "classifier")
     seg_real, cls_real = seg_reals[0], cls_reals[0]
     generator_settings = {"model": settings["model"], "image_size": settings["image_size"]}
     latent = settings["model"] in LATENT_MODELS
