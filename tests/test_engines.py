@@ -250,19 +250,23 @@ def test_checkpoint_without_best_score_still_resumes(tmp_path):
     assert (evaluator.state.best_metric, evaluator.state.best_metric_epoch) == (0.4, 2)
 
 
-def test_bootstrap_accuracy_saver_writes_json(tmp_path):
-    outputs = [[{"pred": torch.tensor([0.9, 0.1]), "label": torch.tensor([1.0, 0.0])},
-                {"pred": torch.tensor([0.2, 0.8]), "label": torch.tensor([1.0, 0.0])}],
-               [{"pred": torch.tensor([0.3, 0.7]), "label": torch.tensor([0.0, 1.0])},
-                {"pred": torch.tensor([0.6, 0.4]), "label": torch.tensor([1.0, 0.0])}]]
-    engine = Engine(lambda e, batch: batch)
+def test_bootstrap_accuracy_saver_writes_json_with_a_patient_level_interval_and_per_image_rows(tmp_path):
+    outputs = [[{"pred": torch.tensor([0.9, 0.1]), "label": torch.tensor([1.0, 0.0]), "patient": "p1", "source": "a"},
+                {"pred": torch.tensor([0.2, 0.8]), "label": torch.tensor([1.0, 0.0]), "patient": "p1", "source": "b"}],
+               [{"pred": torch.tensor([0.3, 0.7]), "label": torch.tensor([0.0, 1.0]), "patient": "p2", "source": "c"},
+                {"pred": torch.tensor([0.6, 0.4]), "label": torch.tensor([1.0, 0.0]), "patient": "p2", "source": "d"}]]
+    engine = Engine(lambda e, batch: batch)  # the batch items are the outputs: they carry patient and source
     out = tmp_path / "acc.json"
     BootstrapAccuracySaver(str(out), n_draws=200, extra={"split": "validation"}).attach(engine)
     engine.run(outputs, max_epochs=1)
     result = json.loads(out.read_text())
-    assert result["split"] == "validation" and result["n_images"] == 4
+    assert result["split"] == "validation" and result["n_images"] == 4 and result["n_patients"] == 2
     assert result["accuracy"] == 0.75
     assert abs(result["accuracy_mean"] - 0.75) < 0.05 and result["accuracy_std"] > 0
+    # two patients, accuracies 0.5 and 1.0: a draw takes one of them twice or both
+    assert result["accuracy_ci95"] == [0.5, 1.0]
+    assert [(r["image"], r["patient"], r["correct"]) for r in result["per_image"]] == [
+        ("a", "p1", True), ("b", "p1", False), ("c", "p2", True), ("d", "p2", True)]
 
 
 def test_time_limit_cuts_the_running_epoch_so_its_end_handlers_still_run_then_stops():

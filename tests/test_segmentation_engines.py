@@ -119,14 +119,17 @@ def test_report_saver_writes_json_and_markdown(tmp_path):
     saver = SegmentationReportSaver(str(tmp_path / "report.json"), extra={"split": "validation"})
     outputs = [{"pred": label, "label": label, "uncertainty": torch.zeros(1, 16, 16)},
                {"pred": torch.zeros_like(label), "label": label, "uncertainty": torch.ones(1, 16, 16)}]
-    engine = _engine_with([CamusScoresd()(item) for item in outputs], [{"source": "a.nii.gz"}, {"source": "b.nii.gz"}])
+    engine = _engine_with([CamusScoresd()(item) for item in outputs], [{"source": "a.nii.gz", "patient": "p1"},
+                                                                        {"source": "b.nii.gz", "patient": "p2"}])
     saver._reset(engine)
     saver._collect(engine)
     saver._report(engine)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["split"] == "validation" and report["n_images"] == 2
     assert report["metrics"]["dice_mean"]["mean"] == pytest.approx(50.0)
-    assert report["metrics"]["hd_lv_endo"] == {"mean": 0.0, "std": 0.0, "n": 1, "n_nan": 1}
+    assert report["metrics"]["hd_lv_endo"] == {"mean": 0.0, "std": 0.0, "n": 1, "n_nan": 1, "ci95": [0.0, 0.0]}
+    assert report["metrics"]["dice_mean"]["ci95"] == [0.0, 100.0] and report["n_patients"] == 2
+    assert [row["patient"] for row in report["per_image"]] == ["p1", "p2"]
     assert report["per_image"][1]["hd_lv_endo"] is None  # strict JSON: nan written as null
     assert "| dice_mean | 50.00 | 50.00 | 2 |" in (tmp_path / "report.md").read_text()
 

@@ -14,8 +14,8 @@ from types import ModuleType
 __version__ = "0.5.0"
 
 _SUBPACKAGES = (
-    "bundle", "cpu", "data", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses", "metrics",
-    "networks", "samplers", "schedulers", "study", "distillation",
+    "bundle", "cpu", "data", "devices", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses",
+    "metrics", "networks", "samplers", "schedulers", "study", "distillation",
 )
 
 

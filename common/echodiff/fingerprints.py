@@ -1,4 +1,5 @@
-"""Fingerprints of what a run was made from: SHA-256 of canonical JSON, of file contents, of a CAMUS dataset's splits.
+"""Fingerprints of what a run was made from: SHA-256 of canonical JSON, of file contents, of a CAMUS dataset's splits,
+and of the code (echodiff's source, torch and MONAI versions).
 
 The study's stage cache (`echodiff.study.cache`) and the resume guard of every training bundle
 (`echodiff.engines.resume_handlers`) use them to refuse reusing work made from other inputs.
@@ -13,9 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import monai
+import torch
+
+import echodiff
 from echodiff.data.camus import list_camus, split_file_path
 
-__all__ = ["camus_digest", "file_digest", "files_digest", "fingerprint"]
+__all__ = ["camus_digest", "code_identity", "file_digest", "files_digest", "fingerprint", "source_digest"]
+
+SOURCE_ROOT = Path(__file__).resolve().parent  # the echodiff package whose .py files `source_digest` hashes
 
 
 def fingerprint(key: Mapping[str, Any]) -> str:
@@ -51,3 +58,16 @@ def camus_digest(dataset_dir: str | os.PathLike, splits: Sequence[str] | str) ->
         if split_file_path(root, split).is_file():
             paths.append(split_file_path(root, split))
     return files_digest(dict.fromkeys(paths), root)
+
+
+def source_digest(root: str | os.PathLike | None = None) -> str:
+    """`files_digest` of every .py file of the echodiff package (`SOURCE_ROOT`, or `root`), by path relative to it."""
+    package = Path(root) if root is not None else SOURCE_ROOT
+    return files_digest(package.rglob("*.py"), package)
+
+
+def code_identity() -> dict[str, str]:
+    """What code a run was made by: the echodiff version and a digest of its source (`source_digest`, so an edit
+    without a version bump counts too), and the torch and MONAI versions."""
+    return {"echodiff": echodiff.__version__, "echodiff_source": source_digest(), "torch": torch.__version__,
+            "monai": monai.__version__}  # fmt: skip

@@ -3,7 +3,8 @@
 report handler (JSON + markdown).
 
 Protocol (Stojanovski et al. 2024; docs/methods.md section 4): Dice x 100 for LV endo (label 1), LV epi (1 u 2), LA (3) and their mean, LV-endo
-Hausdorff distance in pixels of the label map's grid; mean and std over images. A predicted label map is resized
+Hausdorff distance in pixels of the label map's grid; mean and std over images, and a 95 % interval from resampling
+the patients (`echodiff.metrics.patient_bootstrap`). A predicted label map is resized
 (nearest) to its reference's grid before scoring, so predictions made at the network size score against labels at
 the evaluation size.
 """
@@ -26,6 +27,7 @@ from scipy.stats import rankdata
 from echodiff.engines.run_report import RunReport
 from echodiff.errors import ShapeMismatchError
 from echodiff.io import atomic_write_text
+from echodiff.metrics.bootstrap import patient_bootstrap
 from echodiff.metrics.segmentation import camus_dice_batch, camus_scores_batch, markdown_table, summarize
 
 DICE_KEYS = {"lv_endo": "dice_lv_endo", "lv_epi": "dice_lv_epi", "la": "dice_la", "mean": "dice_mean"}
@@ -167,10 +169,12 @@ class CamusMeanDice(_MeanOverImages):
 
 class SegmentationReportSaver(RunReport):
     """Evaluator handler: the per-image scores of `CamusScoresd` (the evaluator's postprocessing puts them at
-    `scores_key`), then mean/std to `output_file` (JSON with per-image rows) and a markdown table beside it (.md).
+    `scores_key`), then mean/std and the patient-level 95 % interval (`echodiff.metrics.patient_bootstrap`, `n_draws`
+    draws seeded with `seed`) to `output_file` (JSON with per-image rows: image, patient, scores) and a markdown table
+    beside it (.md).
 
     `extra` entries (dataset, split, device...) are copied into the JSON; `seconds_per_image` is the run's wall time
-    (data loading included) over the number of images.
+    (data loading included) over the number of images. An item without `patient_key` counts as its own patient.
     """
 
     def __init__(
@@ -179,10 +183,14 @@ class SegmentationReportSaver(RunReport):
         extra: dict | None = None,
         scores_key: str = "scores",
         source_key: str = "source",
+        patient_key: str = "patient",
         title: str = "CAMUS segmentation",
+        n_draws: int = 1000,
+        seed: int = 0,
     ) -> None:
         super().__init__(output_file, extra)
-        self.scores_key, self.source_key, self.title = scores_key, source_key, title
+        self.scores_key, self.source_key, self.patient_key, self.title = scores_key, source_key, patient_key, title
+        self.n_draws, self.seed = n_draws, seed
         self.rows: list[dict] = []
         self._started = 0.0
 
@@ -191,16 +199,23 @@ class SegmentationReportSaver(RunReport):
 
     def _collect(self, engine: Engine) -> None:
         for item, batch_item in zip(engine.state.output, engine.state.batch):
-            self.rows.append({"image": str(batch_item.get(self.source_key, len(self.rows))), **item[self.scores_key]})
+            image = str(batch_item.get(self.source_key, len(self.rows)))
+            patient = str(batch_item.get(self.patient_key, image))
+            self.rows.append({"image": image, "patient": patient, **item[self.scores_key]})
 
     def _report(self, engine: Engine) -> None:
         seconds = time.perf_counter() - self._started
-        metrics = [key for key in self.rows[0] if key != "image"] if self.rows else []
+        metrics = [key for key in self.rows[0] if key not in ("image", "patient")] if self.rows else []
         summary = summarize({key: [row[key] for row in self.rows] for key in metrics})
+        patients = [row["patient"] for row in self.rows]
+        for key in metrics:
+            values = [row[key] for row in self.rows]
+            summary[key]["ci95"] = patient_bootstrap(values, patients, self.n_draws, self.seed)["ci95"]
         result = {
             **self.extra,
             "n_images": len(self.rows),
             "seconds_per_image": seconds / max(len(self.rows), 1),
+            "n_patients": len(set(patients)),
             "metrics": summary,
             "per_image": self.rows,
         }

@@ -1,7 +1,9 @@
-"""Evaluation metrics: CAMUS segmentation, view-classification accuracy, LV function on EchoNet-Dynamic videos."""
+"""Evaluation metrics: CAMUS segmentation, view-classification accuracy, patient-level bootstrap intervals, LV function
+on EchoNet-Dynamic videos."""
 
 from __future__ import annotations
 
+from echodiff.metrics.bootstrap import is_tie, patient_bootstrap
 from echodiff.metrics.cardiac import (
     detect_ed_es,
     ef_proxy,
@@ -30,10 +32,12 @@ __all__ = [
     "detect_ed_es",
     "ef_proxy",
     "frame_detection_error",
+    "is_tie",
     "lv_area_curve",
     "lv_endo_hausdorff",
     "lv_endo_hausdorff_batch",
     "markdown_table",
+    "patient_bootstrap",
     "pearson_r",
     "segmentation_dice_at_threshold",
     "summarize",

@@ -147,9 +147,16 @@ def summarize(values: dict[str, Sequence[float]]) -> dict[str, dict[str, float |
 
 
 def markdown_table(summary: dict[str, dict[str, float | int]], digits: int = 3) -> str:
-    """`summarize` output as a Markdown table: metric, mean, std, n (and how many nan were left out)."""
-    lines = ["| metric | mean | std | n |", "|---|---:|---:|---:|"]
+    """`summarize` output as a Markdown table: metric, mean, std, n (and how many nan were left out), and the 95 %
+    interval when the summary holds one (`ci95`, e.g. of `echodiff.metrics.patient_bootstrap`)."""
+    intervals = any("ci95" in stats for stats in summary.values())
+    lines = ["| metric | mean | std | n |" + (" 95 % CI |" if intervals else ""),
+             "|---|---:|---:|---:|" + ("---|" if intervals else "")]  # fmt: skip
     for name, stats in summary.items():
         count = f"{stats['n']}" + (f" ({stats['n_nan']} nan left out)" if stats.get("n_nan") else "")
-        lines.append(f"| {name} | {stats['mean']:.{digits}f} | {stats['std']:.{digits}f} | {count} |")
+        line = f"| {name} | {stats['mean']:.{digits}f} | {stats['std']:.{digits}f} | {count} |"
+        if intervals:
+            low, high = stats.get("ci95", (float("nan"), float("nan")))
+            line += f" [{low:.{digits}f}, {high:.{digits}f}] |"
+        lines.append(line)
     return "\n".join(lines)

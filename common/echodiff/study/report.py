@@ -1,12 +1,17 @@
 """The study's report: `report.json` (the keys below), `report.md` and PNG figures in `<workdir>/report/`.
 
-report.json: budget_minutes, hardware, dataset_dir, test_dir, test_split, image_size, stages (name -> seconds),
-generator (model, sampler, steps, nfe, images_per_s, train_minutes, label_fidelity, view_fidelity: accuracy,
-accuracy_2CH, accuracy_4CH and n_images of the real-trained view classifier on the generated test images, each asked
-for in its map's true view), fidelity_vs_steps (rows sampler,
-steps, nfe, dice_mean), segmentation (real / synthetic: dice_lv_endo, dice_lv_epi, dice_la, dice_mean, hd_lv_endo,
-n_images), view_classification (real / synthetic: accuracy_mean, accuracy_std, n_images), plus autoencoder_ceiling,
-autoencoder_health and autoencoder_health_curve (empty for a pixel-space generator), label_fidelity_curve, fingerprints and settings. Dice x 100; Hausdorff in pixels of the test label grid.
+report.json: budget_minutes, hardware, dataset_dir, test_dir, test_split, image_size, code (echodiff version and
+source digest, torch, MONAI), stages (name -> seconds over all sittings), generator (model, sampler, steps, nfe,
+images_per_s, train_minutes, label_fidelity, view_fidelity: accuracy, accuracy_2CH, accuracy_4CH and n_images of the
+real-trained view classifier on the generated test images, each asked for in its map's true view), fidelity_vs_steps (rows sampler, steps, nfe, dice_mean), segmentation
+(real / synthetic: dice_lv_endo, dice_lv_epi, dice_la, dice_mean, hd_lv_endo, n_images, ci95 {Dice key: [low, high]};
+real also seeds [one such row per seed, with its seed] and across_seeds {key: mean, std, min, max}; synthetic_minus_real
+{Dice key: difference, ci95, tie}), view_classification (real / synthetic: accuracy, accuracy_mean, accuracy_std,
+n_images, ci95 {accuracy}; real.seeds, real.across_seeds and synthetic_minus_real {accuracy} likewise), plus
+autoencoder_ceiling, autoencoder_health and autoencoder_health_curve (empty for a pixel-space generator),
+label_fidelity_curve, fingerprints, runs (stage -> run id) and
+settings. Dice x 100; Hausdorff in pixels of the test label grid. Intervals: patient-level bootstrap
+(`echodiff.metrics.patient_bootstrap`); "real" is the first seed's model, the paired differences pair the same images.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,20 +30,48 @@ import matplotlib.pyplot as plt  # noqa: E402
 from echodiff.engines.segmentation_report import json_safe  # noqa: E402
 from echodiff.generation.fidelity import DICE_KEYS  # noqa: E402
 from echodiff.io import atomic_write  # noqa: E402
+from echodiff.metrics.bootstrap import is_tie, patient_bootstrap  # noqa: E402
 
 __all__ = ["SEGMENTATION_KEYS", "write_report"]
 
 SEGMENTATION_KEYS = (*DICE_KEYS, "hd_lv_endo")
 VIEW_FIDELITY_KEYS = ("accuracy", "accuracy_2CH", "accuracy_4CH", "n_images")
+CLASSIFICATION_KEYS = ("accuracy", "accuracy_mean", "accuracy_std")
 
 
 def _segmentation_row(report: Mapping) -> dict:
     metrics = report["metrics"]
-    return {**{key: metrics[key]["mean"] for key in SEGMENTATION_KEYS}, "n_images": report["n_images"]}
+    return {**{key: metrics[key]["mean"] for key in SEGMENTATION_KEYS}, "n_images": report["n_images"],
+            "ci95": {key: metrics[key]["ci95"] for key in DICE_KEYS}}  # fmt: skip
 
 
 def _classification_row(report: Mapping) -> dict:
-    return {key: report[key] for key in ("accuracy_mean", "accuracy_std", "n_images")}
+    return {**{key: report[key] for key in (*CLASSIFICATION_KEYS, "n_images")},
+            "ci95": {"accuracy": report["accuracy_ci95"]}}  # fmt: skip
+
+
+def _with_seeds(rows: list[dict], seeds: list[int], keys: tuple[str, ...]) -> dict:
+    """The first seed's row, with every seed's row (`seeds`) and the mean / std / min / max of `keys` over seeds."""
+    across = {}
+    for key in keys:
+        values = np.array([row[key] for row in rows], dtype=np.float64)
+        across[key] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                       "max": float(values.max())}  # fmt: skip
+    return {**rows[0], "seeds": [{"seed": seed, **row} for seed, row in zip(seeds, rows)], "across_seeds": across}
+
+
+def _paired_difference(real: list[dict], synthetic: list[dict], key: str) -> dict:
+    """Synthetic minus real `key` on the same test images (per-image rows with image and patient), its patient-level
+    95 % interval, and whether that interval contains 0 (a tie)."""
+    real_by_image = {row["image"]: row for row in real}
+    differences = [_number(row[key]) - _number(real_by_image[row["image"]][key]) for row in synthetic]
+    interval = patient_bootstrap(differences, [row["patient"] for row in synthetic])
+    return {"difference": interval["mean"], "ci95": interval["ci95"], "tie": is_tie(interval["ci95"])}
+
+
+def _number(value: object) -> float:
+    """A per-image value as a float: a correct/wrong flag as 1/0, a JSON null (nan written strictly) as nan."""
+    return float("nan") if value is None else float(value)
 
 
 def _fmt(value: object, digits: int = 1) -> str:
@@ -129,6 +163,41 @@ def _health_lines(health: Mapping) -> list[str]:
     ]
 
 
+def _digits(result: str) -> int:
+    return 3 if "accuracy" in result else 1
+
+
+def _interval(ci95: list | None, digits: int) -> str:
+    return "-" if ci95 is None else f"[{_fmt(ci95[0], digits)}, {_fmt(ci95[1], digits)}]"
+
+
+def _verdict(gap: Mapping) -> str:
+    return "tie" if gap["tie"] else ("synthetic higher" if gap["difference"] > 0 else "synthetic lower")
+
+
+def _comparison_section(report: Mapping, seeds: list[int]) -> list[str]:
+    """Markdown lines: synthetic minus real on the same images with patient-level intervals, and (with several seeds)
+    the real-trained baselines per seed, the noise floor of the comparison."""
+    seg, cls = report["segmentation"], report["view_classification"]
+    gaps = [{"metric": key, "difference": _fmt(gap["difference"], _digits(key)),
+             "95 % CI": _interval(gap["ci95"], _digits(key)), "verdict": _verdict(gap)}
+            for key, gap in [*seg["synthetic_minus_real"].items(), *cls["synthetic_minus_real"].items()]]  # fmt: skip
+    lines = ["## Synthetic minus real (paired on the test images, test patients resampled: a tie when the 95 % "
+             "interval contains 0)", "", _table(gaps, ["metric", "difference", "95 % CI", "verdict"]), ""]
+    if len(seeds) > 1:
+        rows = [{"seed": row["seed"], "segmenter dice_mean": row["dice_mean"],
+                 "view classifier accuracy": _fmt(cls_row["accuracy"], 3)}
+                for row, cls_row in zip(seg["real"]["seeds"], cls["real"]["seeds"])]  # fmt: skip
+        seg_spread, cls_spread = seg["real"]["across_seeds"]["dice_mean"], cls["real"]["across_seeds"]["accuracy"]
+        rows.append({"seed": "mean (std)",
+                     "segmenter dice_mean": f"{seg_spread['mean']:.1f} ({seg_spread['std']:.1f})",
+                     "view classifier accuracy": f"{cls_spread['mean']:.3f} ({cls_spread['std']:.3f})"})  # fmt: skip
+        lines += [f"## Real-trained baselines over {len(seeds)} seeds (the noise floor; seed {seeds[0]}'s models are "
+                  "the \"real\" ones above and the label-fidelity segmenter)", "",
+                  _table(rows, ["seed", "segmenter dice_mean", "view classifier accuracy"]), ""]  # fmt: skip
+    return lines
+
+
 def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: Mapping) -> dict:
     """Write report.json, report.md and the figures to `folder`; returns {"report", "markdown_table", ...}."""
     folder = Path(folder)
@@ -136,9 +205,11 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
     generator_eval = evaluation["generator"]
     diffusion = records["diffusion"].result
     vae = records["autoencoder"].result if "autoencoder" in records else {}  # pixel-space generators have none
+    seeds = [context["seed"] + i for i in range(context["seeds"])]
+    seg_eval, cls_eval = evaluation["segmentation"], evaluation["view_classification"]
     report = {
         **{key: context[key] for key in ("budget_minutes", "hardware", "dataset_dir", "test_dir", "test_split",
-                                         "image_size")},
+                                         "image_size", "code")},
         "stages": {name: record.seconds for name, record in records.items()},
         "stage_images_per_s": {name: record.result.get("images_per_s") for name, record in records.items()
                                if isinstance(record.result, dict) and "images_per_s" in record.result},
@@ -153,10 +224,21 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         },
         "fidelity_vs_steps": [{k: row[k] for k in ("sampler", "steps", "nfe", "dice_mean")}
                               for row in generator_eval["fidelity_vs_steps"]],
-        "segmentation": {source: _segmentation_row(evaluation["segmentation"][source])
-                         for source in ("real", "synthetic")},
-        "view_classification": {source: _classification_row(evaluation["view_classification"][source])
-                                for source in ("real", "synthetic")},
+        "segmentation": {
+            "real": _with_seeds([_segmentation_row(r) for r in (seg_eval["real"], *seg_eval["real_seeds"])], seeds,
+                                SEGMENTATION_KEYS),
+            "synthetic": _segmentation_row(seg_eval["synthetic"]),
+            "synthetic_minus_real": {key: _paired_difference(seg_eval["real"]["per_image"],
+                                                             seg_eval["synthetic"]["per_image"], key)
+                                     for key in DICE_KEYS},
+        },
+        "view_classification": {
+            "real": _with_seeds([_classification_row(r) for r in (cls_eval["real"], *cls_eval["real_seeds"])], seeds,
+                                CLASSIFICATION_KEYS),
+            "synthetic": _classification_row(cls_eval["synthetic"]),
+            "synthetic_minus_real": {"accuracy": _paired_difference(cls_eval["real"]["per_image"],
+                                                                    cls_eval["synthetic"]["per_image"], "correct")},
+        },
         "autoencoder_ceiling": generator_eval["autoencoder_ceiling"],
         "autoencoder_health": vae.get("health", {}),
         "autoencoder_health_curve": vae.get("health_curve", []),
@@ -164,7 +246,9 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         "label_fidelity_curve": diffusion.get("label_fidelity_curve", []),
         "synthetic_images": records["synthesis"].result["images"],
         "fingerprints": {name: record.fingerprint for name, record in records.items()},
-        "settings": {key: context[key] for key in ("scale", "holdout", "k", "train_split", "shares", "settings")},
+        "runs": {name: record.run for name, record in records.items()},
+        "settings": {key: context[key] for key in ("scale", "holdout", "k", "train_split", "shares", "settings",
+                                                   "seed", "seeds")},
     }  # fmt: skip
     report = json_safe(report)
     figures = _figures(folder, report)
@@ -172,17 +256,27 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         shutil.copyfile(Path(context["workdir"]) / "evaluation" / name, folder / name)
 
     seg, cls, gen = report["segmentation"], report["view_classification"], report["generator"]
+    seg_gap, cls_gap = seg["synthetic_minus_real"]["dice_mean"], cls["synthetic_minus_real"]["accuracy"]
     headline = [
         {"result": "label fidelity (mean Dice, generated test maps)", "value": gen["label_fidelity"]["dice_mean"]},
         {"result": "view fidelity (real-trained view classifier accuracy, generated test maps)",
          "value": gen["view_fidelity"]["accuracy"]},
-        {"result": "segmenter trained on real: mean Dice", "value": seg["real"]["dice_mean"]},
-        {"result": "segmenter trained on synthetic only: mean Dice", "value": seg["synthetic"]["dice_mean"]},
-        {"result": "view classifier trained on real: accuracy", "value": cls["real"]["accuracy_mean"]},
-        {"result": "view classifier trained on synthetic only: accuracy", "value": cls["synthetic"]["accuracy_mean"]},
-    ]
-    table = _table([{**r, "value": _fmt(r["value"], 3 if "accuracy" in r["result"] else 1)} for r in headline],
-                   ["result", "value"])  # fmt: skip
+        {"result": "segmenter trained on real: mean Dice", "value": seg["real"]["dice_mean"],
+         "ci95": seg["real"]["ci95"]["dice_mean"]},
+        {"result": "segmenter trained on synthetic only: mean Dice", "value": seg["synthetic"]["dice_mean"],
+         "ci95": seg["synthetic"]["ci95"]["dice_mean"]},
+        {"result": "segmenter, synthetic minus real: mean Dice", "value": seg_gap["difference"],
+         "ci95": seg_gap["ci95"], "verdict": _verdict(seg_gap)},
+        {"result": "view classifier trained on real: accuracy", "value": cls["real"]["accuracy_mean"],
+         "ci95": cls["real"]["ci95"]["accuracy"]},
+        {"result": "view classifier trained on synthetic only: accuracy", "value": cls["synthetic"]["accuracy_mean"],
+         "ci95": cls["synthetic"]["ci95"]["accuracy"]},
+        {"result": "view classifier, synthetic minus real: accuracy", "value": cls_gap["difference"],
+         "ci95": cls_gap["ci95"], "verdict": _verdict(cls_gap)},
+    ]  # fmt: skip
+    table = _table([{**r, "value": _fmt(r["value"], _digits(r["result"])),
+                     "95 % CI (patients)": _interval(r.get("ci95"), _digits(r["result"]))} for r in headline],
+                   ["result", "value", "95 % CI (patients)", "verdict"])  # fmt: skip
     md = [
         f"# echodiff study: {Path(report['dataset_dir']).name} -> {Path(report['test_dir']).name} "
         f"({report['test_split']}), {report['image_size']} px, budget {report['budget_minutes']:g} min",
@@ -191,14 +285,18 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         "",
         "## Segmentation on the test split (Dice x 100, Hausdorff in label-grid pixels)",
         "",
-        _table([{"trained on": s, **seg[s]} for s in ("real", "synthetic")], ["trained on", *SEGMENTATION_KEYS,
-                                                                              "n_images"]),
+        _table([{"trained on": s, **seg[s], "dice_mean 95 % CI": _interval(seg[s]["ci95"]["dice_mean"], 1)}
+                for s in ("real", "synthetic")],
+               ["trained on", *SEGMENTATION_KEYS, "dice_mean 95 % CI", "n_images"]),
         "",
-        "## View classification on the test split (bootstrap accuracy)",
+        "## View classification on the test split (accuracy over all images; bootstrap accuracy of the paper: mean and "
+        "std over 1000 draws of 80 % of the images)",
         "",
-        _table([{"trained on": s, **cls[s]} for s in ("real", "synthetic")],
-               ["trained on", "accuracy_mean", "accuracy_std", "n_images"], digits=3),
+        _table([{"trained on": s, **cls[s], "accuracy 95 % CI": _interval(cls[s]["ci95"]["accuracy"], 3)}
+                for s in ("real", "synthetic")],
+               ["trained on", "accuracy", "accuracy 95 % CI", "accuracy_mean", "accuracy_std", "n_images"], digits=3),
         "",
+        *_comparison_section(report, seeds),
         f"## Generator: {gen['model']}, {gen['sampler']} {gen['steps']} steps ({gen['nfe']} network calls per image)",
         "",
         f"Label fidelity on {gen['n_maps']} unaugmented test maps (the real-trained segmenter on generated images):",

@@ -3,7 +3,8 @@
 real labelled echoes -> real-trained segmenter + view classifier -> generator (a latent model: Gamma-VAE, then latent
 diffusion; a pixel model: diffusion only; label fidelity logged) -> synthetic CAMUS folder -> synthetic-only segmenter + view classifier -> all four evaluated on the test split
 -> `report/` (JSON, markdown, PNG). Every stage is cached by fingerprint (`echodiff.study.cache`); the test split is a
-path argument, checked to share no patient with the training data, and nothing is selected on it.
+path argument, checked to share no patient with the training data, and nothing is selected on it. The real-trained
+baselines can be trained with several seeds (`seeds`), the noise floor the synthetic-only models are compared against.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import torch
 
 import echodiff
 from echodiff.data.phantom import make_phantom_camus
+from echodiff.devices import check_device
 from echodiff.errors import ConfigKeyError, ConfigValueError, as_flag
 from echodiff.samplers import SAMPLERS
 from echodiff.study import stages
-from echodiff.fingerprints import camus_digest, files_digest
+from echodiff.fingerprints import camus_digest, code_identity, files_digest
 from echodiff.study.cache import StageRecord, run_cached
 from echodiff.generation.models import LATENT_MODELS
 from echodiff.study.recipes import BUDGET_SHARES, MIN_STAGE_MINUTES, budget_shares, scale_settings
@@ -32,6 +34,17 @@ __all__ = ["STAGES", "check_budget", "hardware", "run_study"]
 
 STAGES = ("data", "segmenter_real", "classifier_real", "autoencoder", "diffusion", "synthesis",
           "segmenter_synthetic", "classifier_synthetic", "evaluation", "report")  # fmt: skip
+SEEDED_STAGES = ("segmenter_real", "classifier_real")  # trained once per seed with --seeds N
+
+
+def seed_stage(name: str, index: int) -> str:
+    """Stage (and folder) name of the `index`-th seed of a seeded stage: the first keeps the plain name."""
+    return name if index == 0 else f"{name}_seed{index}"
+
+
+def base_stage(name: str) -> str:
+    """The stage a `seed_stage` name belongs to (its budget share, its --force name)."""
+    return name.rsplit("_seed", 1)[0]
 
 
 def check_budget(budget_minutes: float, shares: Mapping[str, float] = BUDGET_SHARES) -> None:
@@ -91,6 +104,7 @@ def run_study(
     sampler: str = "dpmpp_2m",
     steps: int = 10,
     seed: int = 0,
+    seeds: int = 1,
     device: str | None = None,
     force: str | Iterable[str] | None = None,
     allow_unhealthy_latent: bool = False,
@@ -114,7 +128,13 @@ def run_study(
         k: augmented label maps (one image each) per training map in the synthesis.
         sampler / steps: how the generator synthesises; default DPM-Solver++(2M) with 10 steps (10 network calls per
             image), which at CPU scale drew label maps far more faithfully than Heun with 5 steps (9 calls).
-        force: stage name(s) to rerun even when cached.
+        seed: the phantom's, the held-out patients', the synthesis' and the bundle trainers' seed (config key `seed`).
+        seeds: how many seeds the real-trained baselines (`SEEDED_STAGES`) are trained with: seed, seed + 1, ..., each
+            in its own stage folder (`segmenter_real`, `segmenter_real_seed1`, ...) with the stage's full minutes; the
+            report gives every seed's figures with their mean and spread. The first seed's segmenter is "the"
+            real-trained one (label fidelity, the paired comparison).
+        device: "cpu", "cuda", "cuda:1"...; default: each bundle's own choice (CUDA when available).
+        force: stage name(s) to rerun even when cached (a seeded stage: every seed).
         allow_unhealthy_latent: train latent diffusion even when the Gamma-VAE's latent health is outside
             `echodiff.generation.latent_health.HEALTH_LIMITS` (by default the study stops with a message naming it).
         quiet: WARNING-level logs and one progress bar per training stage.
@@ -129,6 +149,9 @@ def run_study(
     if sampler not in SAMPLERS:
         raise ConfigKeyError(f"--sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     forced = _forced(force)
+    check_device(device)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ConfigValueError(f"--seeds {seeds!r}; expected a whole number >= 1")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     if dataset_dir is None:
@@ -148,19 +171,21 @@ def run_study(
         train_split=train_split, holdout=holdout, settings=settings, budget_minutes=float(budget_minutes),
         shares=shares, k=k, sampler=sampler, steps=steps, seed=seed, device=device, quiet=quiet,
     )  # fmt: skip
-    code = echodiff.__version__
+    code = code_identity()
     records: dict[str, StageRecord] = {}
 
     train_data = {"train": camus_digest(ctx.dataset_dir, [train_split]), "holdout": holdout, "seed": seed,
                   "train_split": train_split}  # fmt: skip
 
-    def stage(name: str, key: dict, work_fn: Callable[[Path], dict], upstream: Iterable[str] = ()) -> dict:
-        """Run stage `name` cached on `key` + the fingerprints of `upstream`; stages that read the training view
-        depend on the training data itself (`train_data`), not on the test split checked by `data`."""
-        key = {"code": code, "data": train_data, **key, "upstream": {u: records[u].fingerprint for u in upstream}}
+    def stage(name: str, key: dict, work_fn: Callable[[Path], dict], upstream: Iterable[str] = (),
+              bound: str | None = None) -> dict:  # fmt: skip
+        """Run stage `name` cached on `key` + the output identity of `upstream`; stages that read the training view
+        depend on the training data itself (`train_data`), not on the test split checked by `data`. `bound`: what
+        stops a training stage, printed in its header."""
+        key = {"code": code, "data": train_data, **key, "upstream": {u: records[u].output for u in upstream}}
         if name != "report":
-            say(f"== {name}" + (f" ({ctx.minutes(name):.1f} min budget)" if name in shares else ""))
-        records[name] = run_cached(work / name, name, key, work_fn, force=name in forced, say=say)
+            say(f"== {name}" + (f" ({bound})" if bound else ""))
+        records[name] = run_cached(work / name, name, key, work_fn, force=base_stage(name) in forced, say=say)
         return records[name].result
 
     data = stage("data", {"test_data": camus_digest(ctx.test_dir, [test_split]),
@@ -168,24 +193,32 @@ def run_study(
                  lambda f: stages.prepare_data(ctx, f))  # fmt: skip
     train_dir = data["train_dir"]
 
-    def training_key(kind: str, name: str, extra: dict | None = None) -> dict:
-        return {"config": _configs_digest(kind), "settings": {**(extra or {}), "minutes": ctx.minutes(name),
-                                                              "device": device}}  # fmt: skip
+    def training_stage(name: str, kind: str, extra: dict, work_fn: Callable[[Path], dict],
+                       upstream: Iterable[str] = (), bundle_seed: int = seed) -> dict:  # fmt: skip
+        """A training stage of bundle run `kind`, keyed on its configs, settings, minutes, device and bundle seed."""
+        key = {"config": _configs_digest(kind), "settings": {**extra, "minutes": ctx.minutes(base_stage(name)),
+                                                             "device": device, "seed": bundle_seed}}  # fmt: skip
+        return stage(name, key, work_fn, upstream, bound=ctx.training_bound(base_stage(name), kind))
 
-    seg_real = stage("segmenter_real", training_key("segmenter", "segmenter_real", settings["segmenter"]),
-                     lambda f: stages.train_downstream(ctx, f, train_dir, "segmenter_real", "segmenter"))
-    cls_real = stage("classifier_real", training_key("classifier", "classifier_real", settings["classifier"]),
-                     lambda f: stages.train_downstream(ctx, f, train_dir, "classifier_real", "classifier"))
+    def real_baselines(name: str, kind: str) -> list[dict]:
+        """Stage `name` once per seed (`seed_stage`), each with its bundle seed."""
+        return [training_stage(seed_stage(name, i), kind, settings[kind],
+                               lambda f, i=i: stages.train_downstream(ctx, f, train_dir, name, kind, seed + i),
+                               bundle_seed=seed + i)
+                for i in range(seeds)]  # fmt: skip
+
+    seg_reals = real_baselines("segmenter_real", "segmenter")
+    cls_reals = real_baselines("classifier_real", "classifier")
+    seg_real, cls_real = seg_reals[0], cls_reals[0]
     generator_settings = {"model": settings["model"], "image_size": settings["image_size"]}
     latent = settings["model"] in LATENT_MODELS
     vae = None
     if latent:
-        vae = stage("autoencoder", training_key("autoencoder", "autoencoder",
-                                                {**generator_settings, **settings["autoencoder"]}),
-                    lambda f: stages.train_autoencoder(ctx, f, train_dir, seg_real), ["segmenter_real"])  # fmt: skip
+        vae = training_stage("autoencoder", "autoencoder", {**generator_settings, **settings["autoencoder"]},
+                             lambda f: stages.train_autoencoder(ctx, f, train_dir, seg_real), ["segmenter_real"])  # fmt: skip
         stages.check_latent_health(vae, as_flag(allow_unhealthy_latent, "--allow_unhealthy_latent"))
-    diffusion = stage(
-        "diffusion", training_key("diffusion", "diffusion", {**generator_settings, **settings["diffusion"]}),
+    diffusion = training_stage(
+        "diffusion", "diffusion", {**generator_settings, **settings["diffusion"]},
         lambda f: stages.train_diffusion(ctx, f, train_dir, vae["model"] if vae else None, seg_real),
         ["autoencoder", "segmenter_real"] if latent else ["segmenter_real"],
     )
@@ -193,18 +226,24 @@ def run_study(
                                                  "device": device}},
                       lambda f: stages.synthesize(ctx, f, train_dir, diffusion["model"]), ["diffusion"])
     synthetic_dir = synthesis["dataset_dir"]
-    seg_syn = stage("segmenter_synthetic", training_key("segmenter", "segmenter_synthetic", settings["segmenter"]),
-                    lambda f: stages.train_downstream(ctx, f, synthetic_dir, "segmenter_synthetic", "segmenter"),
-                    ["synthesis"])
-    cls_syn = stage("classifier_synthetic", training_key("classifier", "classifier_synthetic", settings["classifier"]),
-                    lambda f: stages.train_downstream(ctx, f, synthetic_dir, "classifier_synthetic", "classifier"),
-                    ["synthesis"])
+    seg_syn = training_stage("segmenter_synthetic", "segmenter", settings["segmenter"],
+                             lambda f: stages.train_downstream(ctx, f, synthetic_dir, "segmenter_synthetic",
+                                                               "segmenter"), ["synthesis"])  # fmt: skip
+    cls_syn = training_stage("classifier_synthetic", "classifier", settings["classifier"],
+                             lambda f: stages.train_downstream(ctx, f, synthetic_dir, "classifier_synthetic",
+                                                               "classifier"), ["synthesis"])  # fmt: skip
 
     def evaluate(folder: Path) -> dict:
+        """Every model on the test split; `real_seeds`: the real-trained baselines of every seed, the first one the
+        `real` of the paired comparison."""
+        segmentation = [stages.evaluate_segmenter(ctx, folder, model, seed_stage("segmenter_real", i))
+                        for i, model in enumerate(seg_reals)]  # fmt: skip
+        classification = [stages.evaluate_classifier(ctx, folder, model, seed_stage("classifier_real", i))
+                          for i, model in enumerate(cls_reals)]  # fmt: skip
         return {
-            "segmentation": {"real": stages.evaluate_segmenter(ctx, folder, seg_real, "segmenter_real"),
+            "segmentation": {"real": segmentation[0], "real_seeds": segmentation[1:],
                              "synthetic": stages.evaluate_segmenter(ctx, folder, seg_syn, "segmenter_synthetic")},
-            "view_classification": {"real": stages.evaluate_classifier(ctx, folder, cls_real, "classifier_real"),
+            "view_classification": {"real": classification[0], "real_seeds": classification[1:],
                                     "synthetic": stages.evaluate_classifier(ctx, folder, cls_syn,
                                                                             "classifier_synthetic")},
             "generator": stages.evaluate_generator(ctx, folder, diffusion["model"], seg_real, cls_real),
@@ -215,18 +254,19 @@ def run_study(
         {"config": _configs_digest("segmenter_eval", "classifier_eval", "autoencoder"),
          "settings": {"sampler": sampler, "steps": steps, "seed": seed, "fidelity_images": settings["fidelity_images"],
                       "device": device}},
-        evaluate, ["data", "segmenter_real", "classifier_real", "diffusion", "segmenter_synthetic",
-                   "classifier_synthetic"],
+        evaluate, ["data", *(seed_stage(s, i) for s in SEEDED_STAGES for i in range(seeds)), "diffusion",
+                   "segmenter_synthetic", "classifier_synthetic"],
     )  # fmt: skip
     context = {
         "budget_minutes": budget_minutes, "hardware": hardware(device), "dataset_dir": str(ctx.dataset_dir),
         "test_dir": str(ctx.test_dir), "test_split": test_split, "train_split": train_split,
         "image_size": ctx.image_size, "scale": scale, "holdout": holdout, "k": k, "settings": settings,
-        "shares": shares, "sampler": sampler, "steps": steps, "workdir": str(work),
+        "shares": shares, "sampler": sampler, "steps": steps, "workdir": str(work), "code": code, "seed": seed,
+        "seeds": seeds,
     }  # fmt: skip
     records_now = dict(records)
     report = stage("report", {"settings": context}, lambda f: write_report(f, context, records_now, evaluation),
-                   [s for s in STAGES if s != "report" and s in records])  # fmt: skip
+                   list(records))  # fmt: skip
     say(report["markdown_table"])
     say(f"report: {work / 'report' / 'report.md'}")
     return report

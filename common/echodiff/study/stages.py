@@ -102,11 +102,20 @@ class StudyContext:
         """Wall-clock minutes of training given to `stage` (its share of the budget)."""
         return self.shares[stage] * self.budget_minutes
 
-    def training_controls(self, stage: str) -> dict:
-        """Overrides of training `stage`: its share of the budget and, when quiet, one progress bar over the run (no
-        per-iteration log lines, no bars of the dataset caches)."""
-        return {"time_limit_minutes": self.minutes(stage), "progress_bar": self.quiet,
-                "train#dataset#progress": not self.quiet, "validate#dataset#progress": not self.quiet}  # fmt: skip
+    def training_bound(self, stage: str, kind: str) -> str:
+        """What stops training `stage` (bundle run `kind`): its `max_epochs` (the scale's, else the bundle config's) or
+        its minutes, whichever comes first."""
+        epochs = self.settings[kind].get("max_epochs")
+        if epochs is None:
+            epochs = ConfigParser.load_config_files([str(p) for p in bundle_config_files(kind)])["max_epochs"]
+        return f"up to {epochs} epochs or {self.minutes(stage):.1f} min, whichever comes first"
+
+    def training_controls(self, stage: str, seed: int | None = None) -> dict:
+        """Overrides of training `stage`: its share of the budget, the bundle seed (default the study's) and, when
+        quiet, one progress bar over the run (no per-iteration log lines, no bars of the dataset caches)."""
+        return {"time_limit_minutes": self.minutes(stage), "seed": self.seed if seed is None else seed,
+                "progress_bar": self.quiet, "train#dataset#progress": not self.quiet,
+                "validate#dataset#progress": not self.quiet}  # fmt: skip
 
     def common_overrides(self) -> dict:
         """Overrides every bundle run gets: device and, when quiet, a progress bar instead of per-iteration logs."""
@@ -229,13 +238,15 @@ def _require(path: Path, stage: str) -> str:
     return str(path)
 
 
-def train_downstream(ctx: StudyContext, folder: Path, dataset_dir: str, stage: str, kind: str) -> dict:
+def train_downstream(ctx: StudyContext, folder: Path, dataset_dir: str, stage: str, kind: str,
+                     seed: int | None = None) -> dict:  # fmt: skip
     """The `kind` ("segmenter": echo_pddpm_segmentation, "classifier": echo_view_classification) `train.json` on
-    `dataset_dir`: training split, best epoch on the validation split, within the stage's share of the budget."""
+    `dataset_dir`: training split, best epoch on the validation split, within the share of the budget of `stage`, with
+    bundle seed `seed` (default the study's)."""
     overrides = dict(ctx.settings[kind])
     start = time.perf_counter()
     _run_bundle(ctx, folder, kind, "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
-                output_dir=str(folder / "eval"), **ctx.training_controls(stage), **overrides)  # fmt: skip
+                output_dir=str(folder / "eval"), **ctx.training_controls(stage, seed), **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     return {"model": _require(folder / "models" / "model.pt", stage), "overrides": overrides,
             **_training_summary(folder / "models", seconds, overrides.get("batch_size", 16))}  # fmt: skip
