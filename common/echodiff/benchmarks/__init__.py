@@ -1,0 +1,24 @@
+"""Costs and timings of the generators: FLOPs per image (`flops`), the one sampling clock (`clock`: images/s, used by
+the generation benchmark and the study's evaluation alike) and the model x sampler x steps benchmark (`generation`,
+`scripts/benchmark_generation.py`)."""
+
+from __future__ import annotations
+
+from echodiff.benchmarks.clock import NetworkClock, SamplingRun, clocked_sampling, synchronize
+from echodiff.benchmarks.flops import count_flops, count_nfe, network_and_decoder_flops, network_of
+from echodiff.benchmarks.generation import benchmark, markdown_table, target_summary, time_sampling
+
+__all__ = [
+    "NetworkClock",
+    "SamplingRun",
+    "benchmark",
+    "clocked_sampling",
+    "count_flops",
+    "count_nfe",
+    "markdown_table",
+    "network_and_decoder_flops",
+    "network_of",
+    "synchronize",
+    "target_summary",
+    "time_sampling",
+]
