@@ -2,15 +2,15 @@
 run (`scripts/benchmark_generation.py` is its command line).
 
 Each row is one configuration: `nfe` (network calls per image, as `LabelToImageGenerator.sample` itself returns it),
-`gflops_per_image` = nfe x one network call + one decoder call (each counted for one image, `echodiff.benchmarks.flops`),
-and `ratio_vs_sdm1000` = GFLOPs of SDM with its 1000 DDPM steps / GFLOPs of the row, i.e. how many times cheaper than
-SDM-1000 the row is (the paper's target: EDM-L64 at N = 5 at least 1000x). Timed rows (`echodiff.benchmarks.clock`,
-the clock of the study's evaluation too) add `seconds_per_image`, `images_per_s`, `outside_network_fraction` (share of
-the sampling time spent outside the network and the decoder, timed by forward hooks that synchronise CUDA at both
-ends), `peak_memory_mb` (`memory_measure` says which: CUDA max_memory_allocated, or the process's peak RSS on CPU) and
-`device`. SDM-1000 is timed over its first `sdm_timed_steps` network calls and extrapolated to all of them
-(`timed_network_calls` < nfe says so). FLOP-only runs count on the meta device (no compute, no GPU): `device` and the
-timings are null. SDM is always included, as the reference.
+`gflops_per_image` = nfe x one network call + one decoder call (each counted for one image,
+`echodiff.benchmarks.flops`), and `ratio_vs_sdm1000` = GFLOPs of SDM with its 1000 DDPM steps / GFLOPs of the row,
+i.e. how many times cheaper than SDM-1000 the row is (the paper's target: EDM-L64 at N = 5 at least 1000x). Timed rows
+(`echodiff.benchmarks.clock`, the clock of the study's evaluation too) add `seconds_per_image`, `images_per_s`,
+`outside_network_fraction` (share of the sampling time spent outside the network and the decoder, timed by forward
+hooks that synchronise CUDA at both ends), `peak_memory_mb` (`memory_measure` says which: CUDA max_memory_allocated,
+or the process's peak RSS on CPU) and `device`. SDM-1000 is timed over its first `sdm_timed_steps` network calls and
+extrapolated to all of them (`timed_network_calls` < nfe says so). FLOP-only runs count on the meta device (no
+compute, no GPU): `device` and the timings are null. SDM is always included, as the reference.
 """
 
 from __future__ import annotations

@@ -231,5 +231,5 @@ def run_study(
     say(f"report: {work / 'report' / 'report.md'}")
     if tracking is not None:
         logged = track_study(work)
-        say(f"mlflow: {len(logged)} stage runs logged; browse: mlflow ui --backend-store-uri {default_tracking_uri(work)}")
+        say(f"mlflow: {len(logged)} stage runs logged; mlflow ui --backend-store-uri {default_tracking_uri(work)}")
     return report
