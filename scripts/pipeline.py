@@ -5,6 +5,7 @@
         --test_split validation --budget_minutes 120 --workdir runs/study_camus224
     python scripts/pipeline.py study ... --force diffusion          # rerun one stage (and what depends on it)
     python scripts/pipeline.py study ... --seeds 3                  # real baselines with 3 seeds: the noise floor
+    python scripts/pipeline.py study ... --tracking mlflow          # every stage an MLflow run in W/mlruns.db
 
 Stages: real-trained segmenter and view classifier -> Gamma-VAE -> latent diffusion (label fidelity logged) ->
 synthetic CAMUS folder -> synthetic-only segmenter and view classifier -> evaluation on --test_dir/--test_split ->

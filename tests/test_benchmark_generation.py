@@ -1,22 +1,19 @@
-"""Generation benchmark (scripts/benchmark_generation.py): FLOP counts, exact NFE, FLOP ratios, keys, tiny CPU run."""
+"""Generation benchmark (echodiff.benchmarks, scripts/benchmark_generation.py): FLOP counts, exact NFE, FLOP ratios,
+keys, tiny CPU run, and the one sampling clock shared with the study's evaluation."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
+import echodiff.benchmarks.generation as bench
 import pytest
 import torch
+from echodiff.benchmarks import clock, flops
 from echodiff.errors import ConfigKeyError, ConfigValueError
 from echodiff.generation import build_generator
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_generation.py"
-spec = importlib.util.spec_from_file_location("benchmark_generation", SCRIPT)
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
 
 REQUIRED_KEYS = {
     "model", "sampler", "steps", "nfe", "device", "seconds_per_image", "images_per_s", "gflops_per_image",
@@ -27,8 +24,8 @@ SIZE = 32  # the smallest image all small networks take (edm_l64: 8 x 8 latent, 
 
 def test_flop_counter_gives_the_analytic_count_of_a_convolution_and_a_linear_layer():
     conv, x = nn.Conv2d(3, 8, kernel_size=3, padding=1), torch.randn(2, 3, 16, 16)
-    assert bench.count_flops(conv, x) == 2 * 2 * 8 * 16 * 16 * 3 * 3 * 3  # 2 FLOPs per multiply-add
-    assert bench.count_flops(nn.Linear(10, 6), torch.randn(4, 10)) == 2 * 4 * 10 * 6
+    assert flops.count_flops(conv, x) == 2 * 2 * 8 * 16 * 16 * 3 * 3 * 3  # 2 FLOPs per multiply-add
+    assert flops.count_flops(nn.Linear(10, 6), torch.randn(4, 10)) == 2 * 4 * 10 * 6
 
 
 @pytest.mark.parametrize("model, sampler, steps", [("edm_l64", "heun", 2), ("sdm", "ddpm", None)])
@@ -36,13 +33,13 @@ def test_meta_count_equals_a_real_cpu_count_and_the_flops_of_a_whole_sample(mode
     torch.manual_seed(0)
     generator = build_generator(model, SIZE, diffusion={"num_train_timesteps": 4} if model == "sdm" else None).eval()
     cond = bench.benchmark_condition_map(SIZE, 1)
-    on_cpu = bench.network_and_decoder_flops(generator)
+    on_cpu = flops.network_and_decoder_flops(generator)
     with FlopCounterMode(display=False) as counter:
         _, nfe = generator.sample(cond, sampler=sampler, steps=steps)
-    assert nfe == bench.count_nfe(generator, cond, sampler, steps, None) == {"edm_l64": 3, "sdm": 4}[model]
+    assert nfe == flops.count_nfe(generator, cond, sampler, steps, None) == {"edm_l64": 3, "sdm": 4}[model]
     assert counter.get_total_flops() == nfe * on_cpu[0] + on_cpu[1]
     assert (on_cpu[1] > 0) == (model == "edm_l64")
-    assert bench.network_and_decoder_flops(generator.to("meta")) == on_cpu
+    assert flops.network_and_decoder_flops(generator.to("meta")) == on_cpu
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +98,50 @@ def test_unknown_models_and_bf16_on_cpu_are_refused():
         bench.benchmark(models="edm_l32", out=None)
     with pytest.raises(ConfigValueError, match="bf16=True on device 'cpu': mixed precision runs on CUDA only"):
         bench.benchmark(models="edm", bf16=True, out=None)
+
+
+def test_clocked_sampling_warms_up_once_then_samples_every_map_with_its_own_seed_in_batches():
+    calls = []
+
+    def generate(maps, seeds):
+        calls.append((len(maps), list(seeds)))
+        return maps.float(), 3
+
+    cond = torch.arange(5).reshape(5, 1, 1, 1)
+    run = clock.clocked_sampling(generate, cond, batch_size=2, seed=10)
+    assert calls == [(2, [10, 11]), (2, [10, 11]), (2, [12, 13]), (1, [14])]  # warm-up, then the timed batches
+    assert torch.equal(run.images, cond.float()) and run.nfe == 3 and run.n_images == 5 and run.seconds > 0
+    assert run.images_per_s == pytest.approx(5 / run.seconds)
+    calls.clear()
+    assert clock.clocked_sampling(generate, cond, batch_size=5, warmup=False, keep_images=False).images is None
+    assert calls == [(5, [0, 1, 2, 3, 4])]
+
+
+def test_benchmark_and_study_evaluation_report_images_per_s_of_the_same_clock(monkeypatch):
+    """Not a timing test: both paths hand the same kind of sampling call to `clocked_sampling`, with the same batch
+    and warm-up, and report the images/s it measured."""
+    from echodiff.generation import GeneratorFn
+    from echodiff.study import stages
+
+    assert stages.clocked_sampling is bench.clocked_sampling is clock.clocked_sampling
+    assert stages.generator_fn is bench.generator_fn  # the sampling call: GeneratorFn, no autograd, per-image seeds
+    runs = []
+
+    def spy(generate, cond, **kwargs):
+        run = clock.clocked_sampling(generate, cond, **kwargs)
+        runs.append((generate, len(cond), kwargs.get("batch_size"), kwargs.get("warmup", True), run))
+        return run
+
+    monkeypatch.setattr(bench, "clocked_sampling", spy)
+    monkeypatch.setattr(stages, "clocked_sampling", spy)
+    torch.manual_seed(0)
+    generator = build_generator("edm", SIZE).eval()
+    cond = bench.benchmark_condition_map(SIZE, 2)
+    row = bench.time_sampling(generator, cond, "euler", 2, None, 2)
+    _, nfe, images_per_s = stages._sample(generator, cond, "euler", 2, seed=0, batch_size=2)
+    (bench_fn, bench_n, bench_batch, bench_warmup, bench_run), (study_fn, study_n, study_batch, study_warmup,
+                                                                 study_run) = runs  # fmt: skip
+    assert isinstance(study_fn, GeneratorFn)  # the benchmark's call wraps one in its bf16 / early-stop context
+    assert (bench_n, bench_batch, bench_warmup) == (study_n, study_batch, study_warmup) == (2, 2, True)
+    assert row["images_per_s"] == pytest.approx(bench_run.images_per_s)
+    assert images_per_s == study_run.images_per_s and nfe == row["timed_network_calls"] == 2

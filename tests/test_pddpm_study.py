@@ -1,18 +1,12 @@
-"""scripts/pddpm_study.py: the study plan covers the issue's grid, and the tiny CPU run writes rows with exactly the
-documented keys for every method."""
+"""echodiff.study.pddpm (scripts/pddpm_study.py): the study plan covers the issue's grid, and the tiny CPU run writes
+rows with exactly the documented keys for every method."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+import echodiff.study.pddpm as pddpm_study
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pddpm_study.py"
-spec = importlib.util.spec_from_file_location("pddpm_study", SCRIPT)
-pddpm_study = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pddpm_study)
 
 
 def test_study_plan_at_T_1000_is_the_full_grid():

@@ -18,3 +18,10 @@ def test_no_source_or_doc_cites_a_document_outside_the_repository() -> None:
                 found += [f"{path.relative_to(REPO_ROOT)}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
                           if OUTSIDE.search(line)]  # fmt: skip
     assert found == []
+
+
+def test_scripts_are_thin_command_lines_of_at_most_120_lines() -> None:
+    """Logic lives in echodiff; scripts/ and bundles/*/scripts only turn command-line flags into a library call."""
+    scripts = [p for p in (*REPO_ROOT.glob("scripts/*"), *REPO_ROOT.glob("bundles/*/scripts/*")) if p.is_file()]
+    too_long = {str(p.relative_to(REPO_ROOT)): n for p in scripts if (n := len(p.read_text().splitlines())) > 120}
+    assert scripts and too_long == {}

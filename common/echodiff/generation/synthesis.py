@@ -364,7 +364,8 @@ class GeneratorFn:
     generator per image (`echodiff.rng`), which also feeds the noise of every step.
 
     `sampler` / `steps` None take the model's defaults (`LabelToImageGenerator.sample`); the manifest records them
-    as given, next to the NFE each image took.
+    as given, next to the NFE each image took. `callback` goes to every `sample` call (a benchmark stops SDM early
+    through it).
     """
 
     generator: LabelToImageGenerator
@@ -372,6 +373,7 @@ class GeneratorFn:
     steps: int | None = None
     churn: ChurnSpec | None = None
     device: str | torch.device = "cpu"
+    callback: Callable[[int, torch.Tensor, float, torch.Tensor], None] | None = None
 
     @property
     def image_size(self) -> int:
@@ -392,12 +394,12 @@ class GeneratorFn:
         if self.churn is None and self.generator.scheduler is None:
             # deterministic ODE sampling: the start noise is the only randomness
             noise = rng.randn(self.generator.diffusion_shape(cond_maps), rngs, device=self.device)
-            images, nfe = self.generator.sample(
-                cond_maps, sampler=self.sampler, steps=self.steps, noise=noise, views=views
-            )
+            images, nfe = self.generator.sample(cond_maps, sampler=self.sampler, steps=self.steps, noise=noise,
+                                                views=views, callback=self.callback)
         else:
             images, nfe = self.generator.sample(
-                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rngs, views=views
+                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rngs, views=views,
+                callback=self.callback,
             )
         return images.float().cpu(), nfe
 
@@ -408,6 +410,7 @@ def generator_fn(
     steps: int | None = None,
     churn: ChurnSpec | None = None,
     device: str | torch.device = "cpu",
+    callback: Callable[[int, torch.Tensor, float, torch.Tensor], None] | None = None,
 ) -> GeneratorFn:
     """Adapt `generator` (moved to `device`, in eval mode) for `synthesize_dataset`."""
-    return GeneratorFn(generator.to(device).eval(), sampler, steps, churn, device)
+    return GeneratorFn(generator.to(device).eval(), sampler, steps, churn, device, callback)

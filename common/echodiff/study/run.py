@@ -29,6 +29,7 @@ from echodiff.study.cache import StageRecord, run_cached
 from echodiff.generation.models import LATENT_MODELS
 from echodiff.study.recipes import BUDGET_SHARES, MIN_STAGE_MINUTES, budget_shares, scale_settings
 from echodiff.study.report import write_report
+from echodiff.study.tracking import checked_tracking, default_tracking_uri, track_study
 
 __all__ = ["STAGES", "check_budget", "hardware", "run_study"]
 
@@ -110,6 +111,7 @@ def run_study(
     allow_unhealthy_latent: bool = False,
     quiet: bool = True,
     overrides: Mapping[str, Any] | None = None,
+    tracking: str | None = None,
     say: Callable[[str], None] = print,
 ) -> dict:
     """Run (or resume) the study in `workdir`; returns the report (also in `workdir/report/report.json`).
@@ -140,12 +142,14 @@ def run_study(
         quiet: WARNING-level logs and one progress bar per training stage.
         overrides: per-stage bundle overrides merged into the scale's settings, e.g. {"diffusion": {"learning_rate":
             3e-4}}.
+        tracking: "mlflow" logs every stage as an MLflow run in `<workdir>/mlruns.db` (`echodiff.study.tracking`).
     """
     paper_scale, quiet = as_flag(paper_scale, "--paper_scale"), as_flag(quiet, "--quiet")
     scale = "paper" if paper_scale else scale or ("tiny" if dataset_dir is None else "cpu")
     settings = scale_settings(scale, model)
     shares = budget_shares(settings["model"])
     check_budget(budget_minutes, shares)
+    checked_tracking(tracking)
     if sampler not in SAMPLERS:
         raise ConfigKeyError(f"--sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     forced = _forced(force)
@@ -269,4 +273,7 @@ def run_study(
                    list(records))  # fmt: skip
     say(report["markdown_table"])
     say(f"report: {work / 'report' / 'report.md'}")
+    if tracking is not None:
+        logged = track_study(work)
+        say(f"mlflow: {len(logged)} stage runs logged; mlflow ui --backend-store-uri {default_tracking_uri(work)}")
     return report

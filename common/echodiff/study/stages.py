@@ -32,6 +32,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
+from echodiff.benchmarks.clock import clocked_sampling
 from echodiff.bundle import find_bundle_root, load_bundle_network
 from echodiff.data.camus import holdout_view, list_camus
 from echodiff.engines.checkpoints import latest_checkpoint
@@ -364,17 +365,13 @@ def test_maps(ctx: StudyContext, n: int, dataset_dir: str | Path | None = None,
 
 
 def _sample(generator: torch.nn.Module, cond: torch.Tensor, views: list[str], sampler: str, steps: int, seed: int,
-            batch_size: int = 32) -> tuple[torch.Tensor, int, float]:  # fmt: skip
-    """Images of `cond` in their `views` (per-image seeds, batched), NFE per image and images/s."""
-    fn = generator_fn(generator, sampler=sampler, steps=steps, device=next(generator.parameters()).device)
-    images, start = [], time.perf_counter()
-    nfe = 0
-    for i in range(0, len(cond), batch_size):
-        batch, nfe = fn(cond[i : i + batch_size], [seed + j for j in range(i, min(i + batch_size, len(cond)))],
-                        views[i : i + batch_size])
-        images.append(batch)
-    seconds = time.perf_counter() - start
-    return torch.cat(images), nfe, len(cond) / seconds
+            batch_size: int = 32, warmup: bool = True) -> tuple[torch.Tensor, int, float]:  # fmt: skip
+    """Images of `cond` in their `views` (per-image seeds, batched), NFE per image and images/s, from the clock of the
+    generation benchmark (`echodiff.benchmarks.clock.clocked_sampling`)."""
+    device = next(generator.parameters()).device
+    fn = generator_fn(generator, sampler=sampler, steps=steps, device=device)
+    run = clocked_sampling(fn, cond, batch_size=batch_size, seed=seed, warmup=warmup, device=device, views=views)
+    return run.images, run.nfe, run.images_per_s
 
 
 def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, segmenter: dict, classifier: dict) -> dict:
@@ -396,7 +393,7 @@ def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, seg
     rows = []
     for sampler, grid in STEP_GRID.items():
         for steps in grid:
-            generated, n, _ = _sample(generator, cond, views, sampler, steps, ctx.seed)
+            generated, n, _ = _sample(generator, cond, views, sampler, steps, ctx.seed, warmup=False)
             rows.append({"sampler": sampler, "steps": steps, "nfe": n,
                          **label_fidelity(segmenter_net, generated, cond)})  # fmt: skip
     ceiling = {}
