@@ -36,7 +36,8 @@ def _tiny_overrides() -> dict:
 
 def study(workdir: Path, dataset: Path, messages: list[str] | None = None, **kwargs) -> dict:
     settings = dict(workdir=str(workdir), dataset_dir=str(dataset), test_dir=str(dataset), test_split="testing",
-                    budget_minutes=10, scale="tiny", k=1, overrides=_tiny_overrides())  # fmt: skip
+                    budget_minutes=10, scale="tiny", k=1, overrides=_tiny_overrides(), threads=1)  # fmt: skip
+    settings.setdefault("allow_unhealthy_latent", True)  # a one-epoch Gamma-VAE; the guard: test_latent_health.py
     settings.update(kwargs)
     say = messages.append if messages is not None else (lambda _: None)
     return run_study(**settings, say=say)
@@ -225,11 +226,12 @@ def fake_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
                 "accuracy_std": 0.01, "accuracy_ci95": patient_bootstrap(correct, [r["patient"] for r in rows])["ci95"],
                 "per_image": rows}  # fmt: skip
 
-    def evaluate_generator(ctx, folder, generator_path, segmenter):
+    def evaluate_generator(ctx, folder, generator_path, segmenter, classifier):
         for name in ("grid.png", "grid_public.png"):
             (folder / name).write_bytes(b"")
         dice = {key: 80.0 for key in DICE_KEYS}
         return {"label_fidelity": dice, "nfe": 10, "images_per_s": 1.0, "n_maps": 4, "autoencoder_ceiling": {},
+                "view_fidelity": {"accuracy": 0.5, "accuracy_2CH": 0.5, "accuracy_4CH": 0.5, "n_images": 4},
                 "fidelity_vs_steps": [{"sampler": "dpmpp_2m", "steps": 10, "nfe": 10, "dice_mean": 80.0}],
                 "real_images_fidelity": dice}  # fmt: skip
 
@@ -313,9 +315,9 @@ def test_a_cuda_device_on_a_torch_without_cuda_and_zero_seeds_are_refused_before
 ) -> None:
     monkeypatch.setattr(torch.version, "cuda", None)
     with pytest.raises(ConfigValueError, match="--device cuda: CUDA is not available in this torch build.*device cpu"):
-        run_study(workdir=str(tmp_path / "w"), device="cuda", budget_minutes=10)
+        run_study(workdir=str(tmp_path / "w"), device="cuda", budget_minutes=10, threads=1)
     with pytest.raises(ConfigValueError, match="--seeds 0; expected a whole number >= 1"):
-        run_study(workdir=str(tmp_path / "w"), seeds=0, budget_minutes=10)
+        run_study(workdir=str(tmp_path / "w"), seeds=0, budget_minutes=10, threads=1)
     assert not (tmp_path / "w").exists()
 
 
@@ -357,6 +359,7 @@ def test_tiny_study_runs_every_stage_caches_reruns_on_changed_input_and_resumes(
     assert json.loads((work / "diffusion" / "stage.json").read_text())["result"]["iterations"] > 0
     written = json.loads((work / "report" / "report.json").read_text())
     assert REPORT_KEYS <= set(written) and written == json.loads(json.dumps(written))
+    assert set(written["stage_threads"].values()) == {1}  # threads=1 in every stage
     assert set(written["generator"]) >= {"model", "sampler", "steps", "nfe", "images_per_s", "train_minutes",
                                          "label_fidelity"}  # fmt: skip
     assert {(r["sampler"], r["steps"]) for r in written["fidelity_vs_steps"]} == {

@@ -124,7 +124,7 @@ def test_tiny_bundle_training_with_tracking_mlflow_logs_its_metrics(tmp_path: Pa
 def test_tiny_study_with_tracking_mlflow_logs_one_run_per_stage(tmp_path: Path, phantom_camus: Path):
     tiny = {"segmenter": {"max_epochs": 1}, "classifier": {"max_epochs": 1}, "diffusion": {"max_epochs": 1}}
     run_study(str(tmp_path), str(phantom_camus), str(phantom_camus), budget_minutes=10, scale="tiny", k=1,
-              overrides=tiny, tracking="mlflow", say=lambda _: None)  # fmt: skip
+              overrides=tiny, tracking="mlflow", threads=1, say=lambda _: None)  # fmt: skip
     client = MlflowClient(default_tracking_uri(tmp_path))
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     stages = {json.loads(p.read_text())["stage"] for p in tmp_path.glob("*/stage.json")}

@@ -23,3 +23,11 @@ def default_cpu_threads() -> int:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, available_cores() // 2))
     return torch.get_num_threads()
+
+
+def free_core_threads() -> int:
+    """Torch threads for a job that loads its data in its own process (`num_workers` 0, as the study's stages do):
+    every available core, as nothing else needs one, unless OMP_NUM_THREADS chooses (a busy machine). With half the
+    cores (`default_cpu_threads`), the study kept one of 2 cores idle and its generator trained at 1.3 s per step
+    against 0.61 s on 2 threads."""
+    return int(os.environ["OMP_NUM_THREADS"]) if "OMP_NUM_THREADS" in os.environ else available_cores()

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from scipy.stats import gamma as gamma_distribution
 from torch import Tensor, nn
 from torch.distributions import Gamma, kl_divergence
 
@@ -15,7 +14,7 @@ from echodiff.errors import ShapeMismatchError
 
 class GammaVAELoss(nn.Module):
     """recon_weight MSE(recon, x) + kl_weight KL(prior || posterior) + perceptual_weight perceptual
-    + latent_weight MSE(z, x area-downsampled to the latent grid) + bound_weight mean(relu(k / r - q)^2).
+    + latent_weight MSE(z, x area-downsampled to the latent grid) + bound_weight mean(relu(k / r - bound)^2).
 
     With several latent channels (a CPU-scale lever, not the paper's single channel) the latent term ties every
     channel to the downsampled image. An untied channel is only held by the tiny KL weight and drifts far outside
@@ -28,11 +27,11 @@ class GammaVAELoss(nn.Module):
     ``perceptual`` is any callable (recon, x) -> scalar, e.g. MONAI's ``PerceptualLoss`` built with weights that are
     already on disk; None (default) leaves the term out, and nothing is ever downloaded here.
 
-    The bound term (not in the paper; off with ``bound_weight`` 0) holds every posterior mean k / r inside the prior's
-    bulk, below q = the ``bound_quantile`` quantile of the prior (0.999: 1.17 for Gamma(3.75, 10.8)), from the first
-    step, warm-up included: the decoder's GroupNorm makes the latent's scale invisible to the reconstruction, and the
-    KL term grows only logarithmically with the mean, so nothing else stops an untied channel from drifting. Averaged
-    over the in-sector latent elements, like the KL term.
+    The bound term (not in the paper; off with ``bound_weight`` 0) holds every posterior mean k / r below ``bound``
+    (default 1: where the diffusion mapping clamp(2 z - 1, -1, 1) starts to clip; the 0.997 quantile of the prior
+    Gamma(3.75, 10.8)), from the first step, warm-up included: the decoder's GroupNorm makes the latent's scale
+    invisible to the reconstruction, and the KL term grows only logarithmically with the mean, so nothing else stops
+    an untied channel from drifting. Averaged over the in-sector latent elements, like the KL term.
     """
 
     def __init__(
@@ -46,7 +45,7 @@ class GammaVAELoss(nn.Module):
         prior_rate: float = 10.8,
         perceptual: Callable[[Tensor, Tensor], Tensor] | None = None,
         bound_weight: float = 0.0,
-        bound_quantile: float = 0.999,
+        bound: float = 1.0,
     ) -> None:
         super().__init__()
         self.recon_weight = recon_weight
@@ -58,13 +57,12 @@ class GammaVAELoss(nn.Module):
         self.prior_rate = prior_rate
         self.perceptual = perceptual
         self.bound_weight = bound_weight
-        self.bound_quantile = bound_quantile
-        self.bound = float(gamma_distribution.ppf(bound_quantile, prior_concentration, scale=1 / prior_rate))
+        self.bound = bound
         self.epoch = 0
 
     def extra_repr(self) -> str:
         names = ("recon_weight", "kl_weight", "perceptual_weight", "latent_weight", "warmup_epochs", "prior_concentration",
-                 "prior_rate", "bound_weight", "bound_quantile")  # fmt: skip
+                 "prior_rate", "bound_weight", "bound")  # fmt: skip
         return ", ".join(f"{name}={getattr(self, name)}" for name in names)
 
     def set_epoch(self, epoch: int) -> None:

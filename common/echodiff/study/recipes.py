@@ -49,11 +49,13 @@ def budget_shares(model: str) -> dict[str, float]:
 _SEGMENTER_CPU = {"image_size": [64, 64], "filters": [16, 32, 64, 128], "batch_size": 16, "learning_rate": 1e-3,
                   "max_epochs": 40, "num_workers": 0}  # fmt: skip
 _CLASSIFIER_CPU = {"image_size": [64, 64], "batch_size": 32, "max_epochs": 6, "num_workers": 0}
-# 4 latent channels, every one tied to the downsampled image from the first step ("loss#warmup_epochs": 0): during the
-# paper's 5-epoch warm-up an untied channel drifts to posterior means of 1e6, which the diffusion mapping
-# clamp(2 z - 1, -1, 1) destroys (measured: the generator then draws black sectors)
+# Gamma-VAE at CPU scale (docs/study, recipe rows 12-17): 4 latent channels; softplus beta 1 instead of the paper's 10
+# (with beta 10 the encoder's outputs fall where softplus passes no gradient and the latent dies); every channel tied
+# to the downsampled image from the first step with weight 1 instead of 1e-2 and no warm-up, and posterior means held
+# below 1 (the bound term): with the paper's weak tie a channel drifts above 1, where clamp(2 z - 1, -1, 1) clips it
 _VAE_CPU = {"channels": [16, 32, 64], "num_res_blocks": 1, "norm_num_groups": 16, "latent_channels": 4,
-            "attention_levels": [False, False, False]}  # fmt: skip
+            "attention_levels": [False, False, False], "softplus_beta": 1.0}  # fmt: skip
+_VAE_LOSS_CPU = {"loss#warmup_epochs": 0, "loss#latent_weight": 1.0, "loss#bound_weight": 1.0}
 
 SCALES: dict[str, dict] = {
     "tiny": {
@@ -63,8 +65,9 @@ SCALES: dict[str, dict] = {
                       "max_epochs": 25, "num_workers": 0},  # fmt: skip
         "classifier": {"image_size": [32, 32], "batch_size": 8, "max_epochs": 8, "num_workers": 0},
         "autoencoder": {"autoencoder_args": {"channels": [8, 16, 16], "num_res_blocks": 1, "norm_num_groups": 8,
-                                             "latent_channels": 2, "attention_levels": [False, False, False]},
-                        "loss#warmup_epochs": 0,
+                                             "latent_channels": 2, "attention_levels": [False, False, False],
+                                             "softplus_beta": 1.0},
+                        **_VAE_LOSS_CPU,
                         "batch_size": 8, "learning_rate": 1e-3, "max_epochs": 10, "num_workers": 0, "grid_interval": 100},
         "diffusion": {"network_args": {"channels": [16, 32], "attention_levels": [False, False], "num_res_blocks": 1,
                                        "num_head_channels": 16, "norm_num_groups": 8, "spade_intermediate_channels": 8},
@@ -79,7 +82,7 @@ SCALES: dict[str, dict] = {
         "segmenter": _SEGMENTER_CPU,
         "classifier": _CLASSIFIER_CPU,
         "autoencoder": {"autoencoder_args": _VAE_CPU, "batch_size": 16, "learning_rate": 1e-3, "max_epochs": 500,
-                        "num_workers": 0, "grid_interval": 10, "loss#warmup_epochs": 0},  # fmt: skip
+                        "num_workers": 0, "grid_interval": 10, **_VAE_LOSS_CPU},  # fmt: skip
         "diffusion": {"learning_rate": 1e-3, "max_epochs": 2000, "num_workers": 0, "ema_momentum": 0.001,
                       "ema_warmup_iters": 500, "fidelity_images": 32, "fidelity_sampler": "dpmpp_2m",
                       "fidelity_steps": 10, "view_condition": True},  # fmt: skip
@@ -98,7 +101,10 @@ SCALES: dict[str, dict] = {
         "model": "edm_l64",
         "segmenter": {"image_size": [256, 256], "max_epochs": 100},
         "classifier": {"image_size": [224, 224], "max_epochs": 30},
-        "autoencoder": {"paper_scale": True, "max_epochs": 100},
+        # the paper's Gamma-VAE, loss weights and 5-epoch warm-up, with the two guards measured at CPU scale: softplus
+        # beta 1 (the encoder stays out of saturation) and posterior means bounded below 1 during the warm-up
+        "autoencoder": {"paper_scale": True, "max_epochs": 100, "autoencoder_args": {"softplus_beta": 1.0},
+                        "loss#bound_weight": 1.0},
         "diffusion": {"paper_scale": True, "max_epochs": 200, "ema_momentum": 0.0002, "ema_warmup_iters": 2000,
                       "view_condition": True},
         "fidelity_images": 200,

@@ -1,7 +1,7 @@
 """The study's report: `report.json` (the keys below), `report.md` and PNG figures in `<workdir>/report/`.
 
 report.json: budget_minutes, hardware, dataset_dir, test_dir, test_split, image_size, code (echodiff version and
-source digest, torch, MONAI), stages (name -> seconds over all sittings), generator (model, sampler, steps, nfe,
+source digest, torch, MONAI), stages (name -> seconds over all sittings), stage_threads (name -> torch threads), generator (model, sampler, steps, nfe,
 images_per_s, train_minutes, label_fidelity, view_fidelity: accuracy, accuracy_2CH, accuracy_4CH and n_images of the
 real-trained view classifier on the generated test images, each asked for in its map's true view), fidelity_vs_steps (rows sampler, steps, nfe, dice_mean), segmentation
 (real / synthetic: dice_lv_endo, dice_lv_epi, dice_la, dice_mean, hd_lv_endo, n_images, ci95 {Dice key: [low, high]};
@@ -211,6 +211,8 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         **{key: context[key] for key in ("budget_minutes", "hardware", "dataset_dir", "test_dir", "test_split",
                                          "image_size", "code")},
         "stages": {name: record.seconds for name, record in records.items()},
+        "stage_threads": {name: record.result.get("torch_threads") for name, record in records.items()
+                          if isinstance(record.result, dict)},
         "stage_images_per_s": {name: record.result.get("images_per_s") for name, record in records.items()
                                if isinstance(record.result, dict) and "images_per_s" in record.result},
         "generator": {

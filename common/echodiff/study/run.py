@@ -19,6 +19,7 @@ import monai
 import torch
 
 import echodiff
+from echodiff.cpu import free_core_threads
 from echodiff.data.phantom import make_phantom_camus
 from echodiff.devices import check_device
 from echodiff.errors import ConfigKeyError, ConfigValueError, as_flag
@@ -112,6 +113,7 @@ def run_study(
     quiet: bool = True,
     overrides: Mapping[str, Any] | None = None,
     tracking: str | None = None,
+    threads: int | None = None,
     say: Callable[[str], None] = print,
 ) -> dict:
     """Run (or resume) the study in `workdir`; returns the report (also in `workdir/report/report.json`).
@@ -137,6 +139,8 @@ def run_study(
             real-trained one (label fidelity, the paired comparison).
         device: "cpu", "cuda", "cuda:1"...; default: each bundle's own choice (CUDA when available).
         force: stage name(s) to rerun even when cached (a seeded stage: every seed).
+        threads: torch threads of every stage (default `echodiff.cpu.free_core_threads`: every core, as the stages
+            load data in the study's own process); each stage's result records the threads it ran with.
         allow_unhealthy_latent: train latent diffusion even when the Gamma-VAE's latent health is outside
             `echodiff.generation.latent_health.HEALTH_LIMITS` (by default the study stops with a message naming it).
         quiet: WARNING-level logs and one progress bar per training stage.
@@ -153,6 +157,8 @@ def run_study(
     if sampler not in SAMPLERS:
         raise ConfigKeyError(f"--sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     forced = _forced(force)
+    torch_threads = int(threads) if threads is not None else free_core_threads()
+    torch.set_num_threads(torch_threads)
     check_device(device)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ConfigValueError(f"--seeds {seeds!r}; expected a whole number >= 1")
@@ -189,7 +195,8 @@ def run_study(
         key = {"code": code, "data": train_data, **key, "upstream": {u: records[u].output for u in upstream}}
         if name != "report":
             say(f"== {name}" + (f" ({bound})" if bound else ""))
-        records[name] = run_cached(work / name, name, key, work_fn, force=base_stage(name) in forced, say=say)
+        records[name] = run_cached(work / name, name, key, lambda f: {**work_fn(f), "torch_threads": torch_threads},
+                                   force=base_stage(name) in forced, say=say)  # fmt: skip
         return records[name].result
 
     data = stage("data", {"test_data": camus_digest(ctx.test_dir, [test_split]),
