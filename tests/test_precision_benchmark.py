@@ -1,0 +1,25 @@
+"""The float32 / bf16 benchmark (echodiff.benchmarks.precision): one row per model and precision, ratios to float32."""
+
+from __future__ import annotations
+
+import pytest
+
+from echodiff.benchmarks.precision import PRECISIONS, precision_autocast, precision_benchmark, precision_table
+from echodiff.errors import ConfigKeyError
+
+
+def test_rows_compare_both_precisions_of_the_same_recipe_networks() -> None:
+    rows = precision_benchmark(models=("edm", "edm_l64"), scale="tiny", steps=1, train_steps=1, sample_batch=2)
+    assert [(r["model"], r["precision"]) for r in rows] == [(m, p) for m in ("edm", "edm_l64") for p in PRECISIONS]
+    for row in rows:
+        assert row["train_s_per_step"] > 0 and row["sample_images_per_s"] > 0
+        if row["precision"] == "float32":
+            assert row["train_speedup"] == row["sample_speedup"] == 1.0
+    assert precision_table(rows).count("\n") == len(rows) + 1
+
+
+def test_unknown_precision_is_refused() -> None:
+    import torch
+
+    with pytest.raises(ConfigKeyError, match="precision 'float16'; expected one of float32, bfloat16"):
+        precision_autocast(torch.device("cpu"), "float16")
