@@ -10,12 +10,12 @@ as JSON (default bundles/echo_ldm_generation/docs/precision_benchmark.json).
 from __future__ import annotations
 
 import fire
-from echodiff.benchmarks.precision import precision_benchmark, precision_table
+from echodiff.benchmarks.precision import DEFAULT_OUT, precision_benchmark, precision_table
 from echodiff.errors import run_cli
 from echodiff.io import atomic_write_json
 
 
-def main(out: str = "bundles/echo_ldm_generation/docs/precision_benchmark.json", **kwargs) -> None:
+def main(out: str = str(DEFAULT_OUT), **kwargs) -> None:
     rows = precision_benchmark(**kwargs)
     atomic_write_json(out, rows)
     print(precision_table(rows))

@@ -96,7 +96,7 @@ def test_flops_only_counts_on_the_meta_device_and_leaves_timings_null():
 def test_unknown_models_and_bf16_on_cpu_are_refused():
     with pytest.raises(ConfigKeyError, match=r"unknown models \['edm_l32'\]; expected some of sdm, vp"):
         bench.benchmark(models="edm_l32", out=None)
-    with pytest.raises(ConfigValueError, match="bf16=True on device 'cpu': mixed precision runs on CUDA only"):
+    with pytest.raises(ConfigValueError, match="bf16=True on device 'cpu': this benchmark times bf16 on CUDA only"):
         bench.benchmark(models="edm", bf16=True, out=None)
 
 

@@ -23,3 +23,8 @@ def test_unknown_precision_is_refused() -> None:
 
     with pytest.raises(ConfigKeyError, match="precision 'float16'; expected one of float32, bfloat16"):
         precision_autocast(torch.device("cpu"), "float16")
+
+
+def test_unknown_model_is_refused_naming_the_option() -> None:
+    with pytest.raises(ConfigKeyError, match=r"--models \['edm_xl'\]; expected some of sdm, vp"):
+        precision_benchmark(models=("edm", "edm_xl"))

@@ -101,6 +101,15 @@ def test_a_stage_logged_with_the_same_fingerprint_is_not_logged_again(tmp_path: 
     assert track_study(tmp_path) == []
 
 
+def test_a_forced_rerun_with_the_same_fingerprint_is_logged_as_a_new_run_and_only_the_given_stages(tmp_path: Path):
+    _fake_study(tmp_path)
+    assert track_study(tmp_path, stages=["diffusion"]) == ["diffusion"]
+    stage_file = tmp_path / "diffusion" / "stage.json"
+    record = json.loads(stage_file.read_text())
+    stage_file.write_text(json.dumps({**record, "run": "a-forced-rerun"}))  # --force: same key, new run id
+    assert track_study(tmp_path, stages=["diffusion", "segmenter_real_seed2"]) == ["diffusion"]
+
+
 def test_an_unknown_tracker_is_refused_naming_the_known_ones():
     assert checked_tracking(None) is None and checked_tracking("mlflow") == "mlflow"
     with pytest.raises(ConfigKeyError, match="--tracking 'wandb'; expected one of mlflow"):

@@ -15,7 +15,7 @@ __version__ = "0.6.0"
 
 _SUBPACKAGES = (
     "bundle", "cpu", "data", "devices", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses",
-    "metrics", "networks", "samplers", "schedulers", "study", "distillation",
+    "metrics", "networks", "samplers", "schedulers", "study", "distillation", "benchmarks",
 )
 
 

@@ -182,7 +182,8 @@ def benchmark(
         raise ConfigKeyError(f"unknown models {unknown}; expected some of {', '.join(GENERATOR_MODELS)}")
     torch_device = torch.device("meta" if flops_only else device)
     if bf16 and torch_device.type != "cuda":
-        raise ConfigValueError(f"bf16=True on device {device!r}: mixed precision runs on CUDA only")
+        raise ConfigValueError(f"bf16=True on device {device!r}: this benchmark times bf16 on CUDA only; "
+                               "scripts/benchmark_precision.py compares float32 and bf16 on the CPU")
     if batch_size < 1 or repeats < 1:
         raise ConfigValueError(f"batch_size={batch_size} and repeats={repeats} must be at least 1")
     image_size = image_size or (PAPER_IMAGE_SIZE if paper_scale else TINY_IMAGE_SIZE)

@@ -2,9 +2,10 @@
 of the same networks in one run, with the ratio to float32 (`scripts/benchmark_precision.py`).
 
 bf16 autocast runs matrix products and convolutions in bfloat16 (CPUs with AVX-512 BF16 or AMX, and CUDA) and keeps
-reductions, losses and the Gamma-VAE's posterior parameters in float32 (`GammaVAE.posterior`). Whether it pays off
-depends on the CPU and the layer sizes, so a recipe adopts it only where this benchmark shows it faster and label
-fidelity (`echodiff.generation.label_fidelity`) no worse.
+reductions, losses and the Gamma-VAE's posterior parameters in float32 (`GammaVAE.posterior`). Training uses it where a
+config's `use_amp` is true (`echodiff.generation.training`). Whether it pays off depends on the CPU and the layer
+sizes, so a recipe should adopt it only where this benchmark shows it faster and label fidelity
+(`echodiff.generation.label_fidelity`) no worse.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from typing import Any
 import torch
 
 from echodiff.benchmarks.clock import clocked_sampling, synchronize
+from echodiff.bundle.location import REPO_BUNDLES
 from echodiff.benchmarks.generation import benchmark_condition_map
 from echodiff.errors import ConfigKeyError
-from echodiff.generation.models import LATENT_MODELS, build_generator
+from echodiff.generation.models import GENERATOR_MODELS, LATENT_MODELS, build_generator
 from echodiff.generation.synthesis import generator_fn
 from echodiff.study.recipes import scale_settings
 
 __all__ = ["PRECISIONS", "precision_autocast", "precision_benchmark", "precision_table"]
 
 PRECISIONS = ("float32", "bfloat16")
+DEFAULT_OUT = REPO_BUNDLES / "echo_ldm_generation" / "docs" / "precision_benchmark.json"
 
 
 def precision_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -85,8 +88,12 @@ def precision_benchmark(
     """One row per model x precision: training seconds per step at the recipe's batch size, sampling images/s at
     `sample_batch` (`clocked_sampling`, `sampler` with `steps`), and both as ratios to float32 (> 1: faster)."""
     torch_device = torch.device(device)
+    models = [models] if isinstance(models, str) else list(models)
+    unknown = [model for model in models if model not in GENERATOR_MODELS]
+    if unknown:
+        raise ConfigKeyError(f"--models {unknown}; expected some of {', '.join(GENERATOR_MODELS)}")
     rows = []
-    for model in [models] if isinstance(models, str) else list(models):
+    for model in models:
         for precision in PRECISIONS:
             generator, batch_size = recipe_generator(model, scale)
             generator = generator.to(torch_device)

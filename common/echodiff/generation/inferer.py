@@ -17,7 +17,7 @@ __all__ = ["GeneratorInferer"]
 class GeneratorInferer(Inferer):
     """MONAI Inferer for SupervisedEvaluator: `inferer(cond_map, generator, views=...)` -> generated images (B, 1, H,
     W); `views` (one per map, as in `LabelToImageGenerator.sample`) comes from the batch through the evaluator's
-    `prepare_batch` (MONAI's `PrepareBatchExtraInput({"views": "view"})`).
+    `prepare_batch` (MONAI's `PrepareBatchExtraInput({"views": "generated_view"})` in inference.json).
 
     One torch.Generator seeded with `seed` serves all batches in order, so a rerun with the same seed, batch size and
     data order gives the same images. `nfe` holds the network calls of the last batch.

@@ -30,7 +30,8 @@ from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity
 from echodiff.io import atomic_write
 from echodiff.networks import GammaVAE, unwrap
 
-__all__ = ["HEALTH_LIMITS", "LatentHealthLogger", "health_problems", "latent_health"]
+__all__ = ["HEALTH_LIMITS", "LatentHealthLogger", "encode_and_reconstruct", "health_figures", "health_problems",
+           "latent_health"]
 
 SATURATION_GRADIENT = 0.01  # sigmoid(beta a) below this: the softplus passes less than 1 % of its gradient
 
@@ -56,30 +57,36 @@ def _channel_spread(z: Tensor, mask: Tensor) -> list[float]:
 
 
 @torch.no_grad()
-def latent_health(vae: GammaVAE, images: Tensor, sector: Tensor, batch_size: int = 64) -> dict:
-    """Health figures of `vae` on `images` (B, 1, H, W) in [0, 1] with sector masks (B, 1, H, W), in eval mode:
-    `psnr` of the posterior-mean reconstruction (dB), `latent_clipped_fraction`, `channel_spread` (list),
-    `min_channel_spread`, `channel_mean` (mean in-sector z per channel), `saturated_fraction` (module docstring)."""
+def encode_and_reconstruct(vae: GammaVAE, images: Tensor, sector: Tensor, batch_size: int = 64) -> dict[str, Tensor]:
+    """In eval mode, on the CPU: "z" (posterior mean times latent mask), "mask" (latent mask), "recon" (the
+    reconstruction in [0, 1], zero outside the sector) and "saturated" (1 where an encoder output passes under 1 % of
+    its softplus gradient) of `images` (B, 1, H, W) in [0, 1] with sector masks (B, 1, H, W)."""
     vae = unwrap(vae)
     training = vae.training
     vae.eval()
     device = next(vae.parameters()).device
-    zs, masks, recons, saturated = [], [], [], []
+    out: dict[str, list[Tensor]] = {"z": [], "mask": [], "recon": [], "saturated": []}
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device).float()
         s = sector[start : start + batch_size].to(device).float()
         pre = vae.encoder(x).float()
-        saturated.append((torch.sigmoid(vae.softplus_beta * pre) < SATURATION_GRADIENT).float().flatten())
-        k, r = vae.posterior(pre)
-        m = vae.latent_mask(s)
-        z = vae.posterior_mean(k, r) * m
-        recons.append((vae.decode(z) * s).clamp(0, 1).cpu())
-        zs.append(z.cpu())
-        masks.append(m.cpu())
+        mask = vae.latent_mask(s)
+        z = vae.posterior_mean(*vae.posterior(pre)) * mask
+        out["saturated"].append((torch.sigmoid(vae.softplus_beta * pre) < SATURATION_GRADIENT).float().cpu())
+        out["recon"].append((vae.decode(z) * s).clamp(0, 1).cpu())
+        out["z"].append(z.cpu())
+        out["mask"].append(mask.cpu())
     vae.train(training)
-    z, mask, recon = torch.cat(zs), torch.cat(masks), torch.cat(recons)
+    return {key: torch.cat(values) for key, values in out.items()}
+
+
+def health_figures(outputs: dict[str, Tensor], images: Tensor) -> dict:
+    """The health figures (module docstring) of `encode_and_reconstruct` outputs for `images`: `psnr` of the
+    reconstruction (dB), `latent_clipped_fraction`, `channel_spread` (list), `min_channel_spread`, `channel_mean` (mean
+    in-sector z per channel), `saturated_fraction`."""
+    z, mask = outputs["z"], outputs["mask"]
     inside = mask.expand_as(z) > 0
-    mse = float(F.mse_loss(recon, images.cpu().float()))
+    mse = float(F.mse_loss(outputs["recon"], images.cpu().float()))
     spread = _channel_spread(z, mask)
     return {
         "psnr": 10 * math.log10(1.0 / max(mse, 1e-12)),
@@ -87,8 +94,13 @@ def latent_health(vae: GammaVAE, images: Tensor, sector: Tensor, batch_size: int
         "channel_spread": spread,
         "min_channel_spread": min(spread),
         "channel_mean": [float(c[mask[:, 0] > 0].mean()) if bool(inside.any()) else 0.0 for c in z.unbind(1)],
-        "saturated_fraction": float(torch.cat(saturated).mean()),
+        "saturated_fraction": float(outputs["saturated"].mean()),
     }
+
+
+def latent_health(vae: GammaVAE, images: Tensor, sector: Tensor, batch_size: int = 64) -> dict:
+    """`health_figures` of `vae` on `images` (B, 1, H, W) in [0, 1] with sector masks (B, 1, H, W)."""
+    return health_figures(encode_and_reconstruct(vae, images, sector, batch_size), images)
 
 
 def health_problems(health: dict, limits: dict[str, tuple[str, float]] | None = None) -> list[str]:
@@ -133,17 +145,13 @@ class LatentHealthLogger:
         cond, images = self._fixed
         sector = (cond > 0).float()
         vae = unwrap(self.network if self.network is not None else engine.network)
-        health = latent_health(vae, images, sector)
+        outputs = encode_and_reconstruct(vae, images, sector)
+        health = health_figures(outputs, images)
         row = {"epoch": engine.state.epoch, "iteration": engine.state.iteration, **health, "n_images": len(images)}
         if self.segmenter is not None:
-            with torch.no_grad():
-                training = vae.training
-                vae.eval()
-                device = next(vae.parameters()).device
-                recon = vae(images.to(device), sector.to(device))[0].clamp(0, 1).cpu()
-                vae.train(training)
-            self.segmenter.to(device)
-            row.update({f"recon_{key}": value for key, value in label_fidelity(self.segmenter, recon, cond).items()})
+            self.segmenter.to(next(vae.parameters()).device)
+            scores = label_fidelity(self.segmenter, outputs["recon"], cond)
+            row.update({f"recon_{key}": value for key, value in scores.items()})
         rows = json.loads(self.output_file.read_text()) if self.output_file.is_file() else []
         rows = [r for r in rows if r["epoch"] < row["epoch"]] + [row]
         text = json.dumps(rows, indent=1) + "\n"

@@ -40,9 +40,10 @@ __all__ = [
 
 
 def _autocast(engine: Engine) -> contextlib.AbstractContextManager:
-    """bf16 autocast when the engine runs with `amp` on CUDA (mixed precision on CUDA only; CPU runs stay float32)."""
+    """bf16 autocast when the engine runs with `amp` (the configs' `use_amp`: on CUDA by default; on a CPU with
+    AVX-512 BF16 or AMX where `scripts/benchmark_precision.py` shows it faster), float32 otherwise."""
     device = torch.device(engine.state.device)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(engine.amp) and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(engine.amp))
 
 
 def _inputs(engine: Engine, batchdata: Mapping, image_key: str, cond_key: str) -> tuple[Tensor, Tensor]:

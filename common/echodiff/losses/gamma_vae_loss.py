@@ -28,7 +28,7 @@ class GammaVAELoss(nn.Module):
     already on disk; None (default) leaves the term out, and nothing is ever downloaded here.
 
     The bound term (not in the paper; off with ``bound_weight`` 0) holds every posterior mean k / r below ``bound``
-    (default 1: where the diffusion mapping clamp(2 z - 1, -1, 1) starts to clip; the 0.997 quantile of the prior
+    (default 1: where the diffusion mapping clamp(2 z - 1, -1, 1) starts to clip; the 0.996 quantile of the prior
     Gamma(3.75, 10.8)), from the first step, warm-up included: the decoder's GroupNorm makes the latent's scale
     invisible to the reconstruction, and the KL term grows only logarithmically with the mean, so nothing else stops
     an untied channel from drifting. Averaged over the in-sector latent elements, like the KL term.

@@ -149,6 +149,7 @@ def run_study(
         tracking: "mlflow" logs every stage as an MLflow run in `<workdir>/mlruns.db` (`echodiff.study.tracking`).
     """
     paper_scale, quiet = as_flag(paper_scale, "--paper_scale"), as_flag(quiet, "--quiet")
+    allow_unhealthy_latent = as_flag(allow_unhealthy_latent, "--allow_unhealthy_latent")
     scale = "paper" if paper_scale else scale or ("tiny" if dataset_dir is None else "cpu")
     settings = scale_settings(scale, model)
     shares = budget_shares(settings["model"])
@@ -157,7 +158,9 @@ def run_study(
     if sampler not in SAMPLERS:
         raise ConfigKeyError(f"--sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     forced = _forced(force)
-    torch_threads = int(threads) if threads is not None else free_core_threads()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigValueError(f"--threads {threads!r}; expected a whole number of torch threads >= 1")
+    torch_threads = threads if threads is not None else free_core_threads()
     torch.set_num_threads(torch_threads)
     check_device(device)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
@@ -227,7 +230,7 @@ def run_study(
     if latent:
         vae = training_stage("autoencoder", "autoencoder", {**generator_settings, **settings["autoencoder"]},
                              lambda f: stages.train_autoencoder(ctx, f, train_dir, seg_real), ["segmenter_real"])  # fmt: skip
-        stages.check_latent_health(vae, as_flag(allow_unhealthy_latent, "--allow_unhealthy_latent"))
+        stages.check_latent_health(vae, allow_unhealthy_latent)
     diffusion = training_stage(
         "diffusion", "diffusion", {**generator_settings, **settings["diffusion"]},
         lambda f: stages.train_diffusion(ctx, f, train_dir, vae["model"] if vae else None, seg_real),
@@ -281,6 +284,6 @@ def run_study(
     say(report["markdown_table"])
     say(f"report: {work / 'report' / 'report.md'}")
     if tracking is not None:
-        logged = track_study(work)
+        logged = track_study(work, stages=list(records))
         say(f"mlflow: {len(logged)} stage runs logged; mlflow ui --backend-store-uri {default_tracking_uri(work)}")
     return report

@@ -40,7 +40,7 @@ from echodiff.errors import ConfigValueError, EmptySplitError, MissingFileError
 from echodiff.generation.fidelity import fixed_condition_maps, label_fidelity, view_fidelity
 from echodiff.generation.checkpoints import load_autoencoder, load_generator
 from echodiff.generation.grids import image_grid, label_overlay, write_png
-from echodiff.generation.latent_health import health_problems, latent_health
+from echodiff.generation.latent_health import encode_and_reconstruct, health_figures, health_problems, latent_health
 from echodiff.generation.synthesis import generator_fn, synthesize_dataset
 
 __all__ = ["BUNDLE_CONFIGS", "StudyContext", "bundle_config_files"]
@@ -230,6 +230,11 @@ def _training_summary(ckpt_dir: Path, seconds: float, batch_size: int) -> dict:
             "images_per_s": iterations * batch_size / seconds if seconds > 0 else None}  # fmt: skip
 
 
+def _segmenter_shape(overrides: dict) -> dict:
+    """The overrides that rebuild a trained segmenter's network (image size, filters) from its stage's overrides."""
+    return {k: overrides[k] for k in ("image_size", "filters") if k in overrides}
+
+
 def _require(path: Path, stage: str) -> str:
     if not path.is_file():
         raise MissingFileError(
@@ -264,13 +269,14 @@ def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str, segment
     _run_bundle(ctx, folder, "autoencoder", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
                 output_dir=str(folder / "eval"), **ctx.training_controls("autoencoder"),
                 fidelity_segmenter_path=segmenter["model"],
-                fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides)  # fmt: skip
+                fidelity_segmenter_overrides=_segmenter_shape(seg), **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     model = _require(folder / "models" / "autoencoder.pt", "autoencoder")
     cond, images, _ = test_maps(ctx, int(ctx.settings["fidelity_images"]), dataset_dir, "validation")
     curve = folder / "eval" / "latent_health.json"
     return {"model": model, "overrides": overrides,
-            "health": latent_health(load_autoencoder(model, map_location="cpu"), images, (cond > 0).float()),
+            "health": latent_health(load_autoencoder(model, map_location=ctx.device or "cpu"), images,
+                                    (cond > 0).float()),
             "health_curve": json.loads(curve.read_text()) if curve.is_file() else [],
             **_training_summary(folder / "models" / "autoencoder_training", seconds, overrides.get("batch_size", 16))}
 
@@ -282,8 +288,8 @@ def check_latent_health(autoencoder: dict, allow_unhealthy: bool = False) -> Non
     if problems and not allow_unhealthy:
         raise ConfigValueError(
             f"the Gamma-VAE latent of stage autoencoder is broken ({'; '.join(problems)} on the held-out images), so "
-            "latent diffusion would learn a clipped or dead latent: retrain it (e.g. --force autoencoder with other "
-            "overrides) or pass --allow_unhealthy_latent true"
+            "latent diffusion would learn a clipped or dead latent: retrain it with other settings (e.g. --overrides "
+            "'{\"autoencoder\": {\"loss#latent_weight\": 1.0}}') or pass --allow_unhealthy_latent true"
         )
 
 
@@ -304,7 +310,7 @@ def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencod
     _run_bundle(
         ctx, folder, "diffusion", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
         output_dir=str(folder / "eval"), **ctx.training_controls("diffusion"),
-        fidelity_segmenter_path=segmenter["model"], fidelity_segmenter_overrides={k: seg[k] for k in ("image_size", "filters") if k in seg}, **overrides,
+        fidelity_segmenter_path=segmenter["model"], fidelity_segmenter_overrides=_segmenter_shape(seg), **overrides,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     model = ctx.settings["model"]
@@ -338,7 +344,7 @@ def evaluate_segmenter(ctx: StudyContext, folder: Path, model: dict, name: str) 
     seg = model["overrides"]
     _run_bundle(ctx, out, "segmenter_eval", "evaluating", dataset_dir=str(ctx.test_dir), split=ctx.test_split,
                 ckpt_path=model["model"], output_dir=str(out),
-                **{k: seg[k] for k in ("image_size", "filters") if k in seg})  # fmt: skip
+                **_segmenter_shape(seg))  # fmt: skip
     return json.loads((out / "segmentation_report.json").read_text())
 
 
@@ -382,7 +388,7 @@ def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, seg
     device = ctx.device or "cpu"
     seg = segmenter["overrides"]
     segmenter_net = load_bundle_network(SEGMENTER, segmenter["model"],
-                                        {k: seg[k] for k in ("image_size", "filters") if k in seg}).to(device)
+                                        _segmenter_shape(seg)).to(device)
     classifier_size = classifier["overrides"]["image_size"]
     classifier_net = load_bundle_network(CLASSIFIER, classifier["model"], {"image_size": classifier_size}).to(device)
     generator = load_generator(generator_path, map_location=device).eval()
@@ -397,17 +403,9 @@ def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, seg
             rows.append({"sampler": sampler, "steps": steps, "nfe": n,
                          **label_fidelity(segmenter_net, generated, cond)})  # fmt: skip
     ceiling = {}
-    if generator.autoencoder is not None:
-        sector = (cond > 0).float().to(device)
-        vae = generator.autoencoder.eval()
-        with torch.no_grad():
-            recon = vae(real.to(device), sector)[0].clamp(0, 1).cpu()
-            z = vae.posterior_mean(*vae.encode(real.to(device)))
-            inside = vae.latent_mask(sector).expand_as(z) > 0
-        mse = float(torch.mean((recon - real) ** 2))
-        ceiling = {"psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))), **label_fidelity(segmenter_net, recon, cond),
-                   # share of in-sector latents that the diffusion mapping clamp(2 z - 1, -1, 1) clips (z > 1)
-                   "latent_clipped_fraction": float((z[inside] > 1).float().mean())}  # fmt: skip
+    if generator.autoencoder is not None:  # the Gamma-VAE's reconstructions of the test images and its latent health
+        outputs = encode_and_reconstruct(generator.autoencoder, real, (cond > 0).float())
+        ceiling = {**health_figures(outputs, real), **label_fidelity(segmenter_net, outputs["recon"], cond)}
     real_fidelity = label_fidelity(segmenter_net, real, cond)
     n_grid = min(8, len(cond))
     picks = np.linspace(0, len(cond) - 1, n_grid).round().astype(int)

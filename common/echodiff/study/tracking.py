@@ -16,7 +16,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,9 +89,11 @@ def _experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name, artifact_location)
 
 
-def _stage_records(workdir: Path) -> list[dict]:
-    """The `stage.json` of every finished stage in `workdir`, in the order they finished."""
-    records = [json.loads(path.read_text()) for path in sorted(workdir.glob(f"*/{STAGE_FILE}"))]
+def _stage_records(workdir: Path, stages: Iterable[str] | None) -> list[dict]:
+    """The `stage.json` of the finished `stages` in `workdir` (default: every finished stage), in the order they
+    finished."""
+    paths = sorted(workdir.glob(f"*/{STAGE_FILE}")) if stages is None else [workdir / s / STAGE_FILE for s in stages]
+    records = [json.loads(path.read_text()) for path in paths if path.is_file()]
     return sorted(records, key=lambda record: record["finished"])
 
 
@@ -101,18 +103,21 @@ def _figures(folder: Path) -> list[Path]:
     return sorted([*folder.glob("*.png"), *folder.glob("eval/*.png"), *folder.glob("*.md")])
 
 
-def track_study(workdir: str | Path, tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> list[str]:
-    """Log every finished stage of the study in `workdir` as an MLflow run (module docstring); returns the names of
-    the stages logged now (those already logged with the same fingerprint are skipped)."""
+def track_study(workdir: str | Path, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
+                stages: Iterable[str] | None = None) -> list[str]:  # fmt: skip
+    """Log the finished `stages` of the study in `workdir` (default: every finished stage; `run_study` passes those of
+    its run) as MLflow runs (module docstring); returns the names of the stages logged now. A stage run already logged
+    (same fingerprint and run id: a `--force` rerun keeps its fingerprint but gets a new run id) is skipped."""
     from mlflow.tracking import MlflowClient
 
     workdir = Path(workdir).resolve()
     client = MlflowClient(tracking_uri or default_tracking_uri(workdir))
     experiment_id = _experiment(client, experiment, (workdir / "mlruns").as_uri())
     logged = []
-    for record in _stage_records(workdir):
-        stage, digest = record["stage"], record["fingerprint"]
-        query = f"tags.stage = '{stage}' and tags.fingerprint = '{digest}' and tags.workdir = '{workdir}'"
+    for record in _stage_records(workdir, stages):
+        stage, digest, run = record["stage"], record["fingerprint"], record.get("run", record["fingerprint"])
+        query = (f"tags.stage = '{stage}' and tags.fingerprint = '{digest}' and tags.run = '{run}' and "
+                 f"tags.workdir = '{workdir}'")  # fmt: skip
         if client.search_runs([experiment_id], filter_string=query, max_results=1):
             continue
         result = record["result"]
@@ -120,7 +125,8 @@ def track_study(workdir: str | Path, tracking_uri: str | None = None, experiment
         if stage == "report" and report.is_file():
             result = json.loads(report.read_text())
         run_id = client.create_run(experiment_id, run_name=stage,
-                                   tags={"stage": stage, "fingerprint": digest, "workdir": str(workdir)}).info.run_id
+                                   tags={"stage": stage, "fingerprint": digest, "run": run,
+                                         "workdir": str(workdir)}).info.run_id
         client.log_batch(run_id, metrics=_metrics(result, record["seconds"]), params=_params(record))
         for path in _figures(workdir / stage):
             folder = path.parent.relative_to(workdir / stage).as_posix()
