@@ -74,3 +74,14 @@ def dfkd_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     torch.save(teacher.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def feature_network():
+    """A randomly initialised tiny MONAI ResNet (16 penultimate features, 2 classes): a feature space for the realism
+    and privacy figures (a random conv net's features already separate noise from echo phantoms)."""
+    import torch
+    from monai.networks.nets import ResNet
+
+    torch.manual_seed(0)
+    return ResNet("basic", (1, 1, 1, 1), (4, 8, 16, 16), spatial_dims=2, n_input_channels=1, num_classes=2).eval()
