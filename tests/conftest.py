@@ -85,3 +85,19 @@ def feature_network():
 
     torch.manual_seed(0)
     return ResNet("basic", (1, 1, 1, 1), (4, 8, 16, 16), spatial_dims=2, n_input_channels=1, num_classes=2).eval()
+
+
+@pytest.fixture(scope="session")
+def view_classifier_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained echo_view_classification network (its train.json `network_def`, ResNet-18) saved as the bundle's
+    CheckpointSaver saves it (state dict under "model")."""
+    import torch
+    from echodiff.bundle import merged_config
+    from monai.bundle import ConfigParser
+
+    torch.manual_seed(0)
+    network = ConfigParser(merged_config("echo_view_classification", ("train.json",), {})).get_parsed_content(
+        "network_def")
+    path = tmp_path_factory.mktemp("classifier") / "classifier.pt"
+    torch.save({"model": network.state_dict()}, path)
+    return path

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from echodiff.bundle import merged_config
 from echodiff.data.camus_input import load_camus_images
 from echodiff.errors import ConfigValueError, ShapeMismatchError
 from echodiff.metrics.realism import (
@@ -19,7 +18,6 @@ from echodiff.metrics.realism import (
     mean_feature_mmd,
     privacy,
 )
-from monai.bundle import ConfigParser
 from torch import nn
 
 SIZE = 64
@@ -102,12 +100,8 @@ def test_ms_ssim_names_too_small_images_and_a_single_seed(real):
         intra_map_ms_ssim(real[:2, None])
 
 
-def test_privacy_filter_from_a_view_classifier_checkpoint_of_the_bundle(phantom_camus: Path, tmp_path: Path):
-    torch.manual_seed(0)
-    network = ConfigParser(merged_config("echo_view_classification", ("train.json",), {})).get_parsed_content(
-        "network_def")
-    torch.save({"model": network.state_dict()}, tmp_path / "classifier.pt")
-    fitted, info = camus_privacy_filter(tmp_path / "classifier.pt", phantom_camus, 32, heldout_split="validation")
+def test_privacy_filter_from_a_view_classifier_checkpoint_of_the_bundle(phantom_camus, view_classifier_checkpoint):
+    fitted, info = camus_privacy_filter(view_classifier_checkpoint, phantom_camus, 32, heldout_split="validation")
     assert fitted.training_features.shape == (16, 512) and fitted.threshold > 0
     assert info["image_size"] == [32, 32] and info["heldout_split"] == "validation"
     assert fitted.distances(load_camus_images(phantom_camus, "training", (32, 32))[:3]).abs().max() < 1e-6

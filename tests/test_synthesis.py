@@ -317,3 +317,20 @@ def test_a_patient_with_a_dropped_frame_leaves_the_split_file_and_a_filtered_run
     assert nifti_files(out) == expected_files(4) - dropped_files
     with pytest.raises(ConfigValueError, match="privacy_filter"):
         synthesize(phantom_camus, out, generate, k=1)
+
+
+def test_cli_privacy_filter_builds_from_a_view_classifier_checkpoint_and_joins_the_settings(
+        phantom_camus, view_classifier_checkpoint, tmp_path):  # fmt: skip
+    torch.manual_seed(0)
+    checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", SIZE, view_condition=True))
+    spec = importlib.util.spec_from_file_location("synthesize", REPO / "scripts" / "synthesize.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out = tmp_path / "synthetic"
+    summary = cli.main(str(checkpoint), str(phantom_camus), str(out), k=1, steps=2, split="training", batch_size=8,
+                       device="cpu", progress=False, privacy_filter=str(view_classifier_checkpoint))  # fmt: skip
+    assert summary["complete"] and summary["privacy_threshold"] > 0 and summary["dropped"] is not None
+    settings = json.loads((out / "synthesis.json").read_text())["privacy_filter"]
+    assert settings["classifier"] == str(view_classifier_checkpoint) and settings["image_size"] == [SIZE, SIZE]
+    splits = (settings["training_split"], settings["heldout_split"], settings["percentile"])
+    assert splits == ("training", "testing", 5.0)
