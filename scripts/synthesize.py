@@ -76,7 +76,7 @@ def main(
         if privacy_filter is not None:
             privacy, privacy_info = camus_privacy_filter(
                 privacy_filter, source_dir, privacy_image_size or generator.image_size, privacy_training_split,
-                privacy_heldout_split, privacy_percentile, map_location=device,
+                privacy_heldout_split, privacy_percentile, device=device,
             )
         return synthesize_dataset(
             source_dir, out_dir, generate, split=list(split) if not isinstance(split, str) else split, k=k, seed=seed, batch_size=batch_size, augment=augment,

@@ -66,13 +66,13 @@ class FeatureSpace:
     @classmethod
     def from_view_classifier(cls, ckpt_path: str | Path, image_size: Sequence[int],
                              overrides: Mapping[str, Any] | None = None,
-                             map_location: str | torch.device = "cpu") -> FeatureSpace:  # fmt: skip
+                             device: str | torch.device = "cpu") -> FeatureSpace:  # fmt: skip
         """The feature space of a real-trained echo_view_classification checkpoint, built from that bundle's config
-        (`overrides`, e.g. an EfficientNet `network_def`) with its input `image_size`."""
+        (`overrides`, e.g. an EfficientNet `network_def`) with its input `image_size`, on `device`."""
         size = list(image_size)
         network = load_bundle_network("echo_view_classification", ckpt_path, {**(overrides or {}), "image_size": size},
-                                      map_location=map_location)  # fmt: skip
-        return cls(network, size)
+                                      map_location=device)  # fmt: skip
+        return cls(network.to(device), size)
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
@@ -192,12 +192,12 @@ class PrivacyFilter:
 
 def camus_privacy_filter(classifier_path: str | Path, dataset_dir: str | Path, image_size: int,
                          training_split: str = "training", heldout_split: str = "testing", percentile: float = 5.0,
-                         map_location: str | torch.device = "cpu") -> tuple[PrivacyFilter, dict[str, Any]]:  # fmt: skip
+                         device: str | torch.device = "cpu") -> tuple[PrivacyFilter, dict[str, Any]]:  # fmt: skip
     """`PrivacyFilter` in the feature space of the view classifier `classifier_path` (input `image_size` px square),
     from the real images of `training_split` (the generator's training images) and `heldout_split` (never trained
     on) of a CAMUS-layout `dataset_dir`, and what it was built from (for the synthesis settings)."""
     size = [image_size, image_size]
-    features = FeatureSpace.from_view_classifier(classifier_path, size, map_location=map_location)
+    features = FeatureSpace.from_view_classifier(classifier_path, size, device=device)
     training, heldout = (load_camus_images(dataset_dir, split, size) for split in (training_split, heldout_split))
     info = {"classifier": str(Path(classifier_path).resolve()), "dataset_dir": str(Path(dataset_dir).resolve()),
             "image_size": size, "training_split": training_split, "heldout_split": heldout_split}
