@@ -1,6 +1,7 @@
 """Synthesize a CAMUS-layout training set from a trained label-to-image generator (echodiff.generation.synthesis).
 
     python scripts/synthesize.py --checkpoint G.pt --source_dir D --out_dir O --k 5 --sampler heun --steps 5 --seed 0
+    python scripts/synthesize.py ... --privacy_filter VIEW_CLASSIFIER.pt   # drop images that copy a training image
     torchrun --nproc_per_node 4 scripts/synthesize.py --checkpoint G.pt --source_dir D --out_dir O   # one GPU per rank
 
 Run it again with the same arguments to resume a killed run. Under torchrun (WORLD_SIZE set) each rank joins a
@@ -17,6 +18,7 @@ import torch
 import torch.distributed as dist
 from echodiff.generation.checkpoints import load_generator
 from echodiff.generation.synthesis import generator_fn, synthesize_dataset
+from echodiff.metrics.realism import camus_privacy_filter
 from echodiff.samplers import ChurnSpec
 
 
@@ -35,6 +37,11 @@ def main(
     batch_size: int = 8,
     device: str | None = None,
     progress: bool = True,
+    privacy_filter: str | None = None,
+    privacy_training_split: str = "training",
+    privacy_heldout_split: str = "testing",
+    privacy_image_size: int | None = None,
+    privacy_percentile: float = 5.0,
 ) -> dict:
     """K augmented label maps per `split` map of `source_dir`, one generated image each, written to `out_dir`.
 
@@ -47,6 +54,12 @@ def main(
     S_min 0.02, S_max 100, S_noise 1.003); the default samples the deterministic ODE, as the bundle's inference
     config does. `resize` brings the maps to the generator's image size (nearest); `--noresize` refuses maps of
     another size. `device` defaults to this rank's GPU, else CPU.
+
+    `--privacy_filter CKPT` (off by default) drops every generated image closer to a training image than the
+    `privacy_percentile`-th percentile of the real held-out images' distances, in the penultimate-layer features of
+    the real-trained view classifier CKPT (echo_view_classification; input `privacy_image_size` px, default the
+    generator's): training images = `privacy_training_split` of `source_dir` (the generator's training images),
+    held-out = `privacy_heldout_split` (never trained on). The summary counts the dropped images (`dropped`).
     """
     distributed = "WORLD_SIZE" in os.environ
     if distributed:
@@ -59,10 +72,17 @@ def main(
         generator = load_generator(checkpoint, map_location=device)
         churn = ChurnSpec.paper_defaults() if stochastic and generator.scheduler is None else None
         generate = generator_fn(generator, sampler=sampler, steps=steps, churn=churn, device=device)
+        privacy, privacy_info = None, None
+        if privacy_filter is not None:
+            privacy, privacy_info = camus_privacy_filter(
+                privacy_filter, source_dir, privacy_image_size or generator.image_size, privacy_training_split,
+                privacy_heldout_split, privacy_percentile, device=device,
+            )
         return synthesize_dataset(
             source_dir, out_dir, generate, split=list(split) if not isinstance(split, str) else split, k=k, seed=seed, batch_size=batch_size, augment=augment,
             image_size=generator.image_size if resize else None, progress=progress,
-            info={**generate.info, "checkpoint": os.path.abspath(checkpoint)},
+            info={**generate.info, "checkpoint": os.path.abspath(checkpoint)}, privacy_filter=privacy,
+            privacy_info=privacy_info,
         )
     finally:
         if distributed:

@@ -74,3 +74,30 @@ def dfkd_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     torch.save(teacher.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def feature_network():
+    """A randomly initialised tiny MONAI ResNet (16 penultimate features, 2 classes): a feature space for the realism
+    and privacy figures (a random conv net's features already separate noise from echo phantoms)."""
+    import torch
+    from monai.networks.nets import ResNet
+
+    torch.manual_seed(0)
+    return ResNet("basic", (1, 1, 1, 1), (4, 8, 16, 16), spatial_dims=2, n_input_channels=1, num_classes=2).eval()
+
+
+@pytest.fixture(scope="session")
+def view_classifier_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained echo_view_classification network (its train.json `network_def`, ResNet-18) saved as the bundle's
+    CheckpointSaver saves it (state dict under "model")."""
+    import torch
+    from echodiff.bundle import merged_config
+    from monai.bundle import ConfigParser
+
+    torch.manual_seed(0)
+    network = ConfigParser(merged_config("echo_view_classification", ("train.json",), {})).get_parsed_content(
+        "network_def")
+    path = tmp_path_factory.mktemp("classifier") / "classifier.pt"
+    torch.save({"model": network.state_dict()}, path)
+    return path

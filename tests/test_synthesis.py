@@ -1,4 +1,5 @@
-"""Dataset synthesis: CAMUS layout and manifest, labels from the maps, seeds, sharding, kill-and-resume, bad input."""
+"""Dataset synthesis: CAMUS layout and manifest, labels from the maps, seeds, sharding, kill-and-resume, bad input,
+the privacy filter."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from echodiff.data.camus import VIEWS, list_camus, read_camus_array, write_camus_nifti
+from echodiff.data.camus_input import load_camus_images
 from echodiff.data.conditioning import condition_map
 from echodiff.errors import ConfigValueError, LabelValueError, MissingFileError, ShapeMismatchError
 from echodiff.generation import build_generator, load_generator, save_generator
@@ -26,6 +28,7 @@ from echodiff.generation.synthesis import (
     source_condition_map,
     synthesize_dataset,
 )
+from echodiff.metrics.realism import FeatureSpace, PrivacyFilter
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -259,3 +262,75 @@ def test_cli_synthesizes_from_a_checkpoint_and_any_image_is_reproduced_alone_fro
     alone, _ = generator_fn(load_generator(checkpoint), steps=2)(cond, [line["seed"]], [line["view"]])
     np.testing.assert_array_equal(arrays[Path(line["image"]).name], np.round(alone[0, 0].numpy() * 255))
     assert arrays[Path(line["image"]).name].any()
+
+
+@pytest.fixture(scope="module")
+def privacy_filter(phantom_camus: Path, feature_network) -> PrivacyFilter:
+    """Training images: the phantom's training split; held-out: its testing split (both at the generator's size)."""
+    training, heldout = (load_camus_images(phantom_camus, split, (SIZE, SIZE)) for split in ("training", "testing"))
+    return PrivacyFilter.fit(FeatureSpace(feature_network), training, heldout)
+
+
+def copies_or_noise(training: torch.Tensor, copy: Callable[[int], bool]):
+    """A fake generator: a training image for the seeds that `copy` picks, fresh uniform noise for the others."""
+
+    def generate(cond_maps, seeds, views):
+        noise = [torch.rand(cond_maps.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds]
+        return torch.stack([training[s % len(training)] if copy(s) else n for s, n in zip(seeds, noise)]), 1
+
+    return generate
+
+
+def test_privacy_filter_drops_copies_of_training_images_and_keeps_fresh_ones(phantom_camus, privacy_filter, tmp_path):
+    training = load_camus_images(phantom_camus, "training", (SIZE, SIZE))
+    copies = synthesize(phantom_camus, tmp_path / "copies", copies_or_noise(training, lambda seed: True), k=1,
+                        privacy_filter=privacy_filter)  # fmt: skip
+    assert copies["complete"] and copies["dropped"] == N_SOURCE_FRAMES == copies["cases"]
+    assert not nifti_files(tmp_path / "copies") and not manifest_lines(tmp_path / "copies")
+    dropped = (tmp_path / "copies" / "dropped.jsonl").read_text().splitlines()
+    assert len(dropped) == N_SOURCE_FRAMES
+    assert all(json.loads(line)["nearest_training_distance"] < privacy_filter.threshold for line in dropped)
+
+    fresh = synthesize(phantom_camus, tmp_path / "fresh", copies_or_noise(training, lambda seed: False), k=1,
+                       privacy_filter=privacy_filter)  # fmt: skip
+    assert fresh["complete"] and fresh["dropped"] == 0 and nifti_files(tmp_path / "fresh") == expected_files(4)
+    assert len(list_camus(tmp_path / "fresh", "training")) == N_SOURCE_FRAMES
+    lines = manifest_lines(tmp_path / "fresh")
+    assert all(line["nearest_training_distance"] >= line["privacy_threshold"] for line in lines)
+    assert not (tmp_path / "fresh" / "dropped.jsonl").exists()
+
+
+def test_a_patient_with_a_dropped_frame_leaves_the_split_file_and_a_filtered_run_resumes(phantom_camus, privacy_filter,
+                                                                                         tmp_path):  # fmt: skip
+    training = load_camus_images(phantom_camus, "training", (SIZE, SIZE))
+    copied = {case_seed(0, 4, 0)}  # source frame 4: the first frame of the second source patient, patient0002
+    generate = copies_or_noise(training, lambda seed: seed in copied)
+    out = tmp_path / "mixed"
+    first = synthesize(phantom_camus, out, generate, k=1, privacy_filter=privacy_filter, rank=0, world_size=2)
+    assert not first["complete"] and first["dropped"] == 1  # case 4 is rank 0's
+    summary = synthesize(phantom_camus, out, generate, k=1, privacy_filter=privacy_filter)
+    assert summary["complete"] and summary["skipped"] == N_SOURCE_FRAMES // 2 and summary["dropped"] == 1
+    assert (out / "database_split" / "subgroup_training.txt").read_text().split() == [
+        "patient0001", "patient0003", "patient0004"]
+    assert len(list_camus(out, "training")) == 12 and len(manifest_lines(out)) == N_SOURCE_FRAMES - 1
+    dropped_files = {f"patient0002/patient0002_2CH_ED{suffix}.nii.gz" for suffix in ("", "_gt", "_cond")}
+    assert nifti_files(out) == expected_files(4) - dropped_files
+    with pytest.raises(ConfigValueError, match="privacy_filter"):
+        synthesize(phantom_camus, out, generate, k=1)
+
+
+def test_cli_privacy_filter_builds_from_a_view_classifier_checkpoint_and_joins_the_settings(
+        phantom_camus, view_classifier_checkpoint, tmp_path):  # fmt: skip
+    torch.manual_seed(0)
+    checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", SIZE, view_condition=True))
+    spec = importlib.util.spec_from_file_location("synthesize", REPO / "scripts" / "synthesize.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out = tmp_path / "synthetic"
+    summary = cli.main(str(checkpoint), str(phantom_camus), str(out), k=1, steps=2, split="training", batch_size=8,
+                       device="cpu", progress=False, privacy_filter=str(view_classifier_checkpoint))  # fmt: skip
+    assert summary["complete"] and summary["privacy_threshold"] > 0 and summary["dropped"] is not None
+    settings = json.loads((out / "synthesis.json").read_text())["privacy_filter"]
+    assert settings["classifier"] == str(view_classifier_checkpoint) and settings["image_size"] == [SIZE, SIZE]
+    splits = (settings["training_split"], settings["heldout_split"], settings["percentile"])
+    assert splits == ("training", "testing", 5.0)

@@ -16,7 +16,7 @@ from .camus import (
     write_camus_nifti,
     write_split_file,
 )
-from .camus_input import LoadResizedCAMUSd
+from .camus_input import LoadResizedCAMUSd, load_camus_images
 from .conditioning import (
     CONDITION_CLASSES,
     N_CONDITION_CLASSES,
@@ -47,6 +47,7 @@ __all__ = [
     "ensure_phantom",
     "label_map_augmentation",
     "list_camus",
+    "load_camus_images",
     "make_phantom_camus",
     "make_phantom_echonet",
     "phantom_frame",

@@ -5,13 +5,16 @@ A library transform rather than shared JSON, because a bundle exported alone car
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
 
+import torch
 from monai.transforms import MapTransform, Resized, ScaleIntensityRanged
+from monai.utils import convert_to_tensor
 
-from .camus import LoadCAMUSd
+from .camus import LoadCAMUSd, list_camus
 
-__all__ = ["LoadResizedCAMUSd"]
+__all__ = ["LoadResizedCAMUSd", "load_camus_images"]
 
 CAMUS_INTENSITY_RANGE = (0.0, 255.0)  # the uint8 grey levels of the CAMUS releases
 
@@ -54,3 +57,12 @@ class LoadResizedCAMUSd(MapTransform):
         for transform in self.transforms:
             d = transform(d)
         return d
+
+
+def load_camus_images(dataset_dir: str | os.PathLike, split: str, spatial_size: Sequence[int]) -> torch.Tensor:
+    """(N, 1, H, W) images in [0, 1] of every frame of `split`, loaded as the bundles load them
+    (`LoadResizedCAMUSd`)."""
+    load = LoadResizedCAMUSd(spatial_size, keys="image")
+    items = list_camus(dataset_dir, split, require_label=False)
+    return torch.stack([convert_to_tensor(load({"image": item["image"]})["image"], track_meta=False).float()
+                        for item in items])  # fmt: skip

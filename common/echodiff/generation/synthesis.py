@@ -12,6 +12,8 @@ map (sector + labels, `condition_map`), resized by nearest neighbour to the gene
     database_split/subgroup_<split>.txt    the synthetic patients of each source split, written once every case is done
     manifest.jsonl                         one line per written case (file names, source, k, seed, model, NFE...)
     manifest_records/<case>.json           the same line per case, written last: the case's "done" marker
+    dropped.jsonl                          with a privacy filter: one line per dropped case (its distance, threshold)
+    manifest_records/<case>.dropped.json   the same line per dropped case: its "done" marker
     synthesis.json                         the run's settings; a restart with other settings is refused
 
 Synthetic patient number p * K + k + 1 is copy k of source patient p (0-based, in split-file order, the splits one
@@ -22,11 +24,17 @@ Case i (source frame i // K, copy k = i % K) uses seed `case_seed(seed, i // K, 
 sampling, so each file is reproducible alone, whatever the batch composition or the number of ranks; batches are
 sampled in one pass for every sampler, stochastic and DDPM ones included (one generator per image, `echodiff.rng`).
 
+Privacy filter (optional, `echodiff.metrics.realism.PrivacyFilter`): a generated image closer to a training image
+(in a real-trained feature space) than the filter's threshold, the 5th percentile of real held-out images' distances,
+is dropped: none of its files is written, only its dropped record. A split file then lists only the synthetic
+patients whose every frame was written (`list_camus` reads a patient's four frames); the frames of a patient with a
+dropped one stay on disk and in the manifest, outside the split files.
+
 Resumable: every file goes to a temp name beside its target and is renamed; a case is done when its image, label
-map and record exist. A restarted run removes stale temp files of the cases it still owes, skips done cases and
-rebuilds `manifest.jsonl` from the records (one line per case). Sharded: rank r of world w takes the cases with
-i % w == r (torchrun: rank and world from `torch.distributed`); whoever finishes last (rank 0 after a barrier
-under torch.distributed) writes the manifest and the split file.
+map and record exist, or its dropped record. A restarted run removes stale temp files of the cases it still owes,
+skips done cases and rebuilds `manifest.jsonl` (and `dropped.jsonl`) from the records (one line per case).
+Sharded: rank r of world w takes the cases with i % w == r (torchrun: rank and world from `torch.distributed`);
+whoever finishes last (rank 0 after a barrier under torch.distributed) writes the manifest and the split file.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ from echodiff.samplers import ChurnSpec
 
 if TYPE_CHECKING:
     from echodiff.generation.generator import LabelToImageGenerator
+    from echodiff.metrics.realism import PrivacyFilter
 
 __all__ = [
     "GeneratorFn",
@@ -77,6 +86,7 @@ __all__ = [
 Generate = Callable[[torch.Tensor, Sequence[int], Sequence[str]], tuple[torch.Tensor, int]]
 
 MANIFEST = "manifest.jsonl"
+DROPPED = "dropped.jsonl"
 RECORDS = "manifest_records"
 SETTINGS = "synthesis.json"
 # CAMUS label of each condition class: outside sector 0, LV cavity 1, in-sector tissue 0, myocardium 2, LA 3
@@ -103,18 +113,26 @@ class Case:
         return f"{self.patient}_{self.view}_{self.phase}"
 
     def files(self, out_dir: Path) -> dict[str, Path]:
-        """Image, label map, conditioning map and record paths (the record last: it marks the case done)."""
+        """Image, label map, conditioning map and record paths (the record last: it marks the case done), and the
+        record of a case that the privacy filter dropped."""
         base = out_dir / NIFTI_FOLDER / self.patient / self.name
         return {
             "image": Path(f"{base}.nii.gz"),
             "label": Path(f"{base}_gt.nii.gz"),
             "cond": Path(f"{base}_cond.nii.gz"),
             "record": out_dir / RECORDS / f"{self.name}.json",
+            "dropped": out_dir / RECORDS / f"{self.name}.dropped.json",
         }
 
-    def is_done(self, out_dir: Path) -> bool:
+    def is_written(self, out_dir: Path) -> bool:
         files = self.files(out_dir)
         return all(files[key].is_file() for key in ("image", "label", "record"))
+
+    def is_dropped(self, out_dir: Path) -> bool:
+        return self.files(out_dir)["dropped"].is_file()
+
+    def is_done(self, out_dir: Path) -> bool:
+        return self.is_written(out_dir) or self.is_dropped(out_dir)
 
 
 def plan_cases(items: Sequence[dict], k: int, seed: int) -> list[Case]:
@@ -165,6 +183,8 @@ def synthesize_dataset(
     world_size: int | None = None,
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
+    privacy_filter: PrivacyFilter | None = None,
+    privacy_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write K generated images per label map of `split` in `source_dir` to `out_dir` (CAMUS layout + manifest).
 
@@ -177,8 +197,12 @@ def synthesize_dataset(
     that size: set `image_size` to resize them (nearest), or `ShapeMismatchError` names the first map that does not
     fit. `augment=False` keeps every copy of a map unaugmented (the copies then differ only by seed). `info` (model,
     sampler, steps...) goes into every manifest line. Rank and world size come from `torch.distributed` when it is initialised, else from the
-    arguments (default 0 of 1). Returns a summary: cases, this rank's share, skipped (done before), generated,
-    images_per_s, complete, manifest (path once written, else None).
+    arguments (default 0 of 1). `privacy_filter` (default None: keep every image) drops images closer to a training
+    image than its threshold; `privacy_info` (what the features and images were, e.g. the classifier checkpoint and
+    the splits) joins the run's settings with the filter's percentile, so a resumed run filters as the first did.
+    Returns a summary: cases, this rank's share, skipped (done before), generated (this sitting, dropped ones
+    included), images_per_s, complete, manifest (path once written, else None), dropped (every rank's, once the
+    manifest is written; None without a filter) and privacy_threshold.
     """
     if k < 1:
         raise ConfigValueError(f"k={k}: the number of augmented copies per label map must be at least 1.")
@@ -190,6 +214,8 @@ def synthesize_dataset(
     settings = {
         "source_dir": str(Path(source_dir).resolve()), "split": split, "k": k, "seed": seed, "augment": augment,
         "image_size": image_size, "info": info,
+        "privacy_filter": None if privacy_filter is None else {"percentile": privacy_filter.percentile,
+                                                               **(privacy_info or {})},
     }
     _claim_out_dir(out, settings)
     splits = [split] if isinstance(split, str) else list(split)
@@ -213,9 +239,16 @@ def synthesize_dataset(
             cond_maps = torch.stack([cond for _, cond, _ in batch])
             images, nfe = generate(cond_maps, [case.seed for case, _, _ in batch], [case.view for case, _, _ in batch])
             _check_images(images, cond_maps)
+            distances = [None] * len(batch) if privacy_filter is None else privacy_filter.distances(images).tolist()
             seconds = (time.perf_counter() - batch_start) / len(batch)
-            for (case, cond, spacing), image in zip(batch, images):
-                _write_case(out, case, cond, image, spacing, nfe, seconds, augment, info)
+            for (case, cond, spacing), image, distance in zip(batch, images, distances):
+                if distance is None:
+                    _write_case(out, case, cond, image, spacing, nfe, seconds, augment, info)
+                elif distance < privacy_filter.threshold:
+                    _write_dropped(out, case, distance, privacy_filter.threshold)
+                else:
+                    privacy = {"nearest_training_distance": distance, "privacy_threshold": privacy_filter.threshold}
+                    _write_case(out, case, cond, image, spacing, nfe, seconds, augment, {**info, **privacy})
             bar.update(len(batch))
     elapsed = time.perf_counter() - start
 
@@ -223,27 +256,34 @@ def synthesize_dataset(
         "out_dir": str(out), "split": split, "cases": len(cases), "rank": rank, "world_size": world_size,
         "rank_cases": len(mine), "skipped": len(mine) - len(pending), "generated": len(pending),
         "seconds": elapsed, "images_per_s": len(pending) / elapsed if pending and elapsed > 0 else None,
+        "privacy_threshold": None if privacy_filter is None else privacy_filter.threshold,
     }
     distributed = dist.is_available() and dist.is_initialized()
     if distributed:
         dist.barrier()
     if distributed and rank != 0:
-        return {**summary, "complete": None, "manifest": None}
+        return {**summary, "complete": None, "manifest": None, "dropped": None}
     complete = write_manifest(out, cases)
-    return {**summary, "complete": complete, "manifest": str(out / MANIFEST)}
+    dropped = None if privacy_filter is None else sum(case.is_dropped(out) for case in cases)
+    return {**summary, "complete": complete, "manifest": str(out / MANIFEST), "dropped": dropped}
 
 
 def write_manifest(out_dir: Path, cases: Sequence[Case]) -> bool:
-    """Rebuild `manifest.jsonl` from the records of the done cases (in case order, one line each); once every case
-    is done, also write the split file of each case split. Returns whether every case is done."""
-    lines = [json.loads(case.files(out_dir)["record"].read_text()) for case in cases if case.is_done(out_dir)]
-    text = "".join(json.dumps(line) + "\n" for line in lines)
-    _remove_temp_files([out_dir / MANIFEST])
-    atomic_write(out_dir / MANIFEST, lambda tmp: Path(tmp).write_text(text), suffix=".jsonl")
-    complete = len(lines) == len(cases)
+    """Rebuild `manifest.jsonl` from the records of the written cases and `dropped.jsonl` from those of the dropped
+    ones (in case order, one line each); once every case is done, also write the split file of each case split,
+    listing the patients whose every case was written. Returns whether every case is done."""
+    for name, key, done in ((MANIFEST, "record", Case.is_written), (DROPPED, "dropped", Case.is_dropped)):
+        lines = [json.loads(case.files(out_dir)[key].read_text()) for case in cases if done(case, out_dir)]
+        if lines or name == MANIFEST:
+            text = "".join(json.dumps(line) + "\n" for line in lines)
+            _remove_temp_files([out_dir / name])
+            atomic_write(out_dir / name, lambda tmp: Path(tmp).write_text(text), suffix=".jsonl")
+    complete = all(case.is_done(out_dir) for case in cases)
     if complete:
+        incomplete = {case.patient for case in cases if case.is_dropped(out_dir)}
         for split in dict.fromkeys(case.split for case in cases):
-            write_split_file(out_dir, split, dict.fromkeys(case.patient for case in cases if case.split == split))
+            patients = (case.patient for case in cases if case.split == split and case.patient not in incomplete)
+            write_split_file(out_dir, split, dict.fromkeys(patients))
     return complete
 
 
@@ -353,6 +393,14 @@ def _write_case(
     }
     text = json.dumps(record, default=str)
     atomic_write(files["record"], lambda tmp: Path(tmp).write_text(text), suffix=".json")
+
+
+def _write_dropped(out: Path, case: Case, distance: float, threshold: float) -> None:
+    """Write the record of a case that the privacy filter dropped (no image, label or conditioning map)."""
+    record = {"case": case.name, "patient": case.patient, "split": case.split, "source_image": case.source["image"],
+              "k": case.k, "seed": case.seed, "nearest_training_distance": distance, "privacy_threshold": threshold}
+    text = json.dumps(record)
+    atomic_write(case.files(out)["dropped"], lambda tmp: Path(tmp).write_text(text), suffix=".json")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Evaluation metrics: CAMUS segmentation, view-classification accuracy, patient-level bootstrap intervals, LV function
-on EchoNet-Dynamic videos."""
+on EchoNet-Dynamic videos. Realism, diversity and privacy of generated images: `echodiff.metrics.realism`, imported on
+its own (it loads bundle networks)."""
 
 from __future__ import annotations
 
