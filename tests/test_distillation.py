@@ -380,9 +380,11 @@ def test_clip_timing_reads_the_train_videos_only(phantom_echonet, tmp_path):
     tracings = list(csv.DictReader(open(root / "VolumeTracings.csv")))
     for name in held_out:
         rows = [row for row in tracings if row["FileName"] == f"{name}.avi"]
+        first = rows[0]["Frame"]
         for row in rows:
-            row["Frame"] = "1" if row["Frame"] == rows[0]["Frame"] else "3"
+            row["Frame"] = "1" if row["Frame"] == first else "3"
     write_rows(root / "VolumeTracings.csv", tracings)
+    assert {abs(i["es_frame"] - i["ed_frame"]) for i in list_echonet(root) if i["filename"] in held_out} == {2}
     timing = echonet_timing(root)
     assert (timing["fps"], timing["videos"]) == (50.0, 1)
     assert timing["systole_frames"] == abs(train[0]["es_frame"] - train[0]["ed_frame"]) > 2
