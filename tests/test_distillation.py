@@ -25,10 +25,12 @@ from echodiff.distillation import (
     checked_teacher,
     evaluate_echonet,
     list_sources,
+    list_video_files,
     load_frames,
     lv_function,
     predict_lv,
     produce_targets,
+    resize_frames,
 )
 from echodiff.distillation.evaluation import evaluate_camus_lv
 from echodiff.generation import build_generator
@@ -50,6 +52,7 @@ from echodiff.errors import (
 )
 from echodiff.losses import SoftMaskDistillationLoss, student_channels
 from echodiff.networks import ConvLSTMSegmenter, FrameWise
+from monai.bundle import run as bundle_run
 from monai.networks.nets import DynUNet
 from monai.transforms import Affined, Compose
 
@@ -227,6 +230,25 @@ def test_windows_start_from_a_zero_state_and_cover_every_frame():
     assert torch.allclose(probs[:4], first, atol=1e-5) and torch.allclose(probs[8:], last[2:], atol=1e-5)
     with pytest.raises(ShapeMismatchError, match="shorter than the student's window clip_length=12"):
         predict_lv(student, frames, clip_length=12)
+
+
+def test_inference_workflow_writes_what_predict_lv_finds_in_each_video(phantom_echonet, tmp_path):
+    """The bundle's infer workflow (a MONAI evaluator over the videos) and the evaluation's `predict_lv` agree."""
+    torch.manual_seed(0)
+    student = ConvLSTMSegmenter(2, 1).eval()
+    torch.save(student.state_dict(), tmp_path / "model.pt")
+    bundle_run("run", config_file=str(REPO / "bundles" / "echo_dfkd_segmentation" / "configs" / "inference.json"),
+               dataset_dir=str(phantom_echonet), ckpt_path=str(tmp_path / "model.pt"), output_dir=str(tmp_path / "out"),
+               image_size=SIZE, clip_length=8, k_blocks=2, n_layers=1, progress_bar=False)  # fmt: skip
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [row["video"] for row in summary["videos"]] == [item["filename"] for item in list_video_files(phantom_echonet)]
+    for item in list_video_files(phantom_echonet):
+        video = read_video(item["video"])
+        expected = predict_lv(student, resize_frames(video / 255.0, SIZE), 8, video.shape[1:]).numpy()
+        written = np.load(tmp_path / "out" / f"{item['filename']}_lv_probs.npz")["probs"]
+        assert written.shape == video.shape and np.abs(written - expected * 255).max() <= 0.5 + 1e-3
+        lv = json.loads((tmp_path / "out" / f"{item['filename']}_lv.json").read_text())
+        assert lv["ed_frame"] == lv_function(expected)["ed_frame"] and lv["frames"] == len(video)
 
 
 def test_convlstm_export_gives_the_same_output(tmp_path):
