@@ -30,6 +30,7 @@ from echodiff.engines.run_report import outputs_written  # noqa: E402
 from echodiff.errors import MissingFileError  # noqa: E402
 from echodiff.inferers.frames import ClipWindowInferer  # noqa: E402
 from echodiff.io import atomic_write, atomic_write_json  # noqa: E402
+from echodiff.losses.distillation import teacher_probabilities  # noqa: E402
 from echodiff.metrics.cardiac import DICE_THRESHOLD, detect_ed_es, ef_proxy, lv_area_curve  # noqa: E402
 
 from .sources import resize_frames  # noqa: E402
@@ -47,10 +48,8 @@ class LVProbability(nn.Module):
         self.network, self.lv_channel = network, lv_channel
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.network(x).float()
-        if logits.shape[1] == 1:
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)[:, self.lv_channel : self.lv_channel + 1]
+        probs = teacher_probabilities(self.network(x))
+        return probs if probs.shape[1] == 1 else probs[:, self.lv_channel : self.lv_channel + 1]
 
 
 def to_video_grid(probs: Tensor, out_size: Sequence[int]) -> Tensor:
