@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from echodiff.bundle import load_weights
 from echodiff.engines import TeacherTargetsPrepareBatch
-from echodiff.data.echonet import list_echonet_videos, read_video
+from echodiff.data.echonet import list_echonet, list_echonet_videos, load_echonet_item, read_video
 from echodiff.data.label_motion import cardiac_phase, label_cycle
 from echodiff.data.camus import list_camus, read_camus_array, write_camus_nifti
 from echodiff.distillation import (
@@ -25,17 +25,34 @@ from echodiff.distillation import (
     checked_teacher,
     evaluate_echonet,
     list_sources,
+    list_video_files,
+    load_frames,
     lv_function,
     predict_lv,
     produce_targets,
+    resize_frames,
 )
 from echodiff.distillation.evaluation import evaluate_camus_lv
 from echodiff.generation import build_generator
-from echodiff.generation.clips import clip_condition_maps, generate_frames, synthesize_clips, temporal_change
+from echodiff.generation.clips import (
+    clip_condition_maps,
+    echonet_timing,
+    generate_frames,
+    synthesize_clips,
+    temporal_change,
+)
 from echodiff.generation.synthesis import generator_fn
-from echodiff.errors import ConfigValueError, CorruptFileError, LabelValueError, MissingFileError, ShapeMismatchError
+from echodiff.errors import (
+    ConfigValueError,
+    CorruptFileError,
+    EmptySplitError,
+    LabelValueError,
+    MissingFileError,
+    ShapeMismatchError,
+)
 from echodiff.losses import SoftMaskDistillationLoss, student_channels
 from echodiff.networks import ConvLSTMSegmenter, FrameWise
+from monai.bundle import run as bundle_run
 from monai.networks.nets import DynUNet
 from monai.transforms import Affined, Compose
 
@@ -158,6 +175,25 @@ def test_online_targets_are_the_teachers_softmax_on_the_augmented_clip(teacher, 
     assert (online - darker["label"]).abs().max() > 0.05
 
 
+def test_a_one_channel_teacher_gives_its_sigmoid_stored_and_online_not_an_all_ones_softmax(phantom_echonet,
+                                                                                           tmp_path):  # fmt: skip
+    torch.manual_seed(0)
+    teacher = tiny_teacher(classes=1).eval()  # an LV-only sigmoid segmenter (EchoNet-Dynamic's DeepLabV3 kind)
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    source = list_sources(phantom_echonet, "training")[0]
+    produce_targets(teacher, tmp_path / "teacher.pt", [source], tmp_path / "targets", SIZE, progress=False)
+    frames = load_frames(source, SIZE)
+    with torch.no_grad():
+        sigmoid = torch.sigmoid(teacher(frames[:, None]))
+    stored = torch.from_numpy(np.load(tmp_path / "targets" / f"{source['name']}.npy")).float() / 255
+    assert stored.shape == (len(frames), 1, *SIZE) and stored.min() < 0.9
+    assert torch.allclose(stored, sigmoid, atol=0.5 / 255 + 1e-6)
+    _, online = TeacherTargetsPrepareBatch(teacher)({"image": frames[None, None, :4]}, "cpu")
+    assert torch.allclose(online[0, :, :4].transpose(0, 1), sigmoid[:4], atol=1e-6)
+    with pytest.raises(ConfigValueError, match="mode 'multiclass' with a 1-channel teacher; expected mode 'lv'"):
+        student_channels("multiclass", 1, 0)
+
+
 def test_missing_targets_name_the_file_and_the_command(phantom_echonet, tmp_path):
     sources = list_sources(phantom_echonet, "training")
     with pytest.raises(CorruptFileError, match="run the 'targets' workflow"):
@@ -194,6 +230,25 @@ def test_windows_start_from_a_zero_state_and_cover_every_frame():
     assert torch.allclose(probs[:4], first, atol=1e-5) and torch.allclose(probs[8:], last[2:], atol=1e-5)
     with pytest.raises(ShapeMismatchError, match="shorter than the student's window clip_length=12"):
         predict_lv(student, frames, clip_length=12)
+
+
+def test_inference_workflow_writes_what_predict_lv_finds_in_each_video(phantom_echonet, tmp_path):
+    """The bundle's infer workflow (a MONAI evaluator over the videos) and the evaluation's `predict_lv` agree."""
+    torch.manual_seed(0)
+    student = ConvLSTMSegmenter(2, 1).eval()
+    torch.save(student.state_dict(), tmp_path / "model.pt")
+    bundle_run("run", config_file=str(REPO / "bundles" / "echo_dfkd_segmentation" / "configs" / "inference.json"),
+               dataset_dir=str(phantom_echonet), ckpt_path=str(tmp_path / "model.pt"), output_dir=str(tmp_path / "out"),
+               image_size=SIZE, clip_length=8, k_blocks=2, n_layers=1, progress_bar=False)  # fmt: skip
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [row["video"] for row in summary["videos"]] == [item["filename"] for item in list_video_files(phantom_echonet)]
+    for item in list_video_files(phantom_echonet):
+        video = read_video(item["video"])
+        expected = predict_lv(student, resize_frames(video / 255.0, SIZE), 8, video.shape[1:]).numpy()
+        written = np.load(tmp_path / "out" / f"{item['filename']}_lv_probs.npz")["probs"]
+        assert written.shape == video.shape and np.abs(written - expected * 255).max() <= 0.5 + 1e-3
+        lv = json.loads((tmp_path / "out" / f"{item['filename']}_lv.json").read_text())
+        assert lv["ed_frame"] == lv_function(expected)["ed_frame"] and lv["frames"] == len(video)
 
 
 def test_convlstm_export_gives_the_same_output(tmp_path):
@@ -257,6 +312,40 @@ def test_tracings_of_a_missing_video_are_refused(phantom_echonet, tmp_path):
         evaluate_echonet(FrameWise(tiny_teacher()), root, None, SIZE, 1, progress=False)
 
 
+class ClipOracle(torch.nn.Module):
+    """A "network" whose output is a fixed (T, H, W) probability clip (as logits), whatever the frames."""
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("logits", torch.logit(probs, eps=1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(x.shape[0], 1, *self.logits.shape)
+
+
+def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    return F.max_pool2d(mask[None, None], 2 * pixels + 1, 1, pixels)[0, 0]
+
+
+def test_echonet_dice_and_paper_ef_proxy_read_the_traced_frames(phantom_echonet):
+    item = load_echonet_item(list_echonet(phantom_echonet, "TEST")[0])
+    ed, es = item["ed_frame"], item["es_frame"]
+    ed_mask, es_mask = (torch.from_numpy(item[key]).float() for key in ("ed_mask", "es_mask"))
+    probs = es_mask.repeat(len(item["frames"]), 1, 1)
+    probs[ed] = ed_mask
+    detected_ed = ed + 1 if ed + 1 < len(probs) else ed - 1
+    probs[detected_ed] = grow(ed_mask, 1)  # the largest area, one frame off the traced ED: the detected ED
+    probs[es] = es_mask + 0.2 * (grow(es_mask, 2) - es_mask)  # a faint ring: above 25/255, below 80/255
+    row = evaluate_echonet(ClipOracle(probs), phantom_echonet, "TEST", list(probs.shape[1:]), len(probs),
+                           progress=False)["videos"][0]  # fmt: skip
+    assert row["ed_estimate"] == detected_ed
+    # each traced frame is scored against its own tracing
+    assert row["dice_ed"] == pytest.approx(1.0) and row["dice_es"] == pytest.approx(1.0)
+    area_ed, area_es, area_detected = float(ed_mask.sum()), float(es_mask.sum()), float(grow(ed_mask, 1).sum())
+    assert row["ef_proxy_paper"] == pytest.approx(100 * (area_ed - area_es) / area_ed)  # traced frames, 80/255
+    assert row["ef_proxy"] == pytest.approx(100 * (area_detected - area_es) / area_detected)  # detected, 25/255
+
+
 def test_bad_inputs_end_with_one_line_through_monai_bundle_run(phantom_echonet, dfkd_teacher, tmp_path):
     bundle = REPO / "bundles" / "echo_dfkd_segmentation"
     result = subprocess.run(
@@ -286,6 +375,44 @@ def test_label_cycle_moves_the_lv_smoothly_from_ed_to_es_and_back():
     assert dice > 0.9 and labels.shape == (30, 32, 32) and area[0] == (ed == 1).sum()
     assert np.all(np.diff(area[:11]) <= 0) and area[5] < area[0] and area[5] > area[10]  # shrinks, no cross-fade jump
     assert np.all(np.diff(area[10:]) >= 0)
+
+
+def test_cardiac_phase_loops_back_to_ed_without_repeating_a_frame():
+    phase = cardiac_phase(30, 10)
+    looped = np.r_[phase, phase[:1]]  # frame 0 of the next cycle follows the last frame
+    assert np.all(np.diff(looped[10:]) < 0) and phase[-1] > 0
+    np.testing.assert_allclose(np.diff(looped[10:]), np.diff((1 + np.cos(np.pi * np.arange(21) / 20)) / 2))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_clip_timing_reads_the_train_videos_only(phantom_echonet, tmp_path):
+    root = copy_echonet(phantom_echonet, tmp_path / "echonet")
+    train = list_echonet(root, "TRAIN")
+    held_out = {item["filename"] for item in list_echonet(root)} - {item["filename"] for item in train}
+    assert len(train) == 1 and len(held_out) == 2
+    # the held-out (VAL, TEST) videos get another frame rate and a 2-frame systole: both medians would move
+    filelist = list(csv.DictReader(open(root / "FileList.csv")))
+    write_rows(root / "FileList.csv", [{**row, "FPS": "7"} if row["FileName"] in held_out else row for row in filelist])
+    tracings = list(csv.DictReader(open(root / "VolumeTracings.csv")))
+    for name in held_out:
+        rows = [row for row in tracings if row["FileName"] == f"{name}.avi"]
+        first = rows[0]["Frame"]
+        for row in rows:
+            row["Frame"] = "1" if row["Frame"] == first else "3"
+    write_rows(root / "VolumeTracings.csv", tracings)
+    assert {abs(i["es_frame"] - i["ed_frame"]) for i in list_echonet(root) if i["filename"] in held_out} == {2}
+    timing = echonet_timing(root)
+    assert (timing["fps"], timing["videos"]) == (50.0, 1)
+    assert timing["systole_frames"] == abs(train[0]["es_frame"] - train[0]["ed_frame"]) > 2
+    write_rows(root / "FileList.csv", [{**row, "Split": "TEST"} for row in filelist])
+    with pytest.raises(EmptySplitError, match="FileList.csv lists no usable TRAIN video"):
+        echonet_timing(root)
 
 
 def test_synthetic_clips_are_an_echonet_folder_and_resume(phantom_camus, tmp_path):

@@ -11,6 +11,7 @@ from echodiff.metrics.cardiac import (
     ef_proxy,
     frame_detection_error,
     lv_area_curve,
+    paper_ef_proxy,
     pearson_r,
     segmentation_dice_at_threshold,
 )
@@ -49,6 +50,13 @@ def test_tied_minimum_returns_first_frame_and_scaling_changes_nothing():
     assert detect_ed_es(7 * area + 100, 3, "es") == 2
 
 
+def test_frames_at_the_median_end_a_run():
+    # the median 5 is hit exactly (frames 1, 3, 4, 5, 7, as real area curves do): frames 2 and 6 are two runs
+    area = np.array([9, 5, 2, 5, 5, 5, 1, 5, 9])
+    assert detect_ed_es(area, 2, "es") == 2
+    assert detect_ed_es(20 - area, 2, "ed") == 2
+
+
 def test_flat_curve_falls_back_to_one_run_of_all_frames():
     assert detect_ed_es(np.full(10, 50.0), 6, "es") == 0
 
@@ -67,6 +75,15 @@ def test_afd_is_mean_absolute_frame_difference():
 def test_ef_proxy_is_percent_area_change_and_nan_for_empty_ed():
     assert ef_proxy(100, 60) == pytest.approx(40.0)
     np.testing.assert_allclose(ef_proxy(np.array([200.0, 0.0]), np.array([50.0, 0.0])), [75.0, np.nan])
+
+
+def test_paper_ef_proxy_reads_the_reference_frames_at_80_of_255_and_scores_an_empty_ed_zero():
+    probs = np.zeros((3, 4, 4))
+    probs[0, :2] = 0.9  # 8 px
+    probs[0, 2] = 0.2  # faint: counted at 25/255, not at 80/255
+    probs[2, 0] = 0.9  # 4 px
+    assert paper_ef_proxy(probs, 0, 2) == pytest.approx(50.0)
+    assert paper_ef_proxy(probs, 1, 2) == 0.0  # empty ED: 0, not nan (the video stays in r)
 
 
 def test_pearson_matches_numpy_corrcoef():

@@ -2,7 +2,10 @@
 
 - EchoNet-Dynamic layout (videos + expert tracings): Dice at the two traced frames (p > 80/255 against the traced
   polygon, on the video's own 112 x 112 grid), ED / ES frame detection error aFD (separately, frames; the traced
-  frames are the references, ED = the larger tracing), EF proxy per video and its Pearson r with FileList.csv's EF.
+  frames are the references, ED = the larger tracing), EF proxy per video and its Pearson r with FileList.csv's EF,
+  two ways: ours (`ef_proxy`, `ef_r`: areas p > 25/255 at the detected ED / ES frames, videos with an empty ED left
+  out of r) and the paper's (`ef_proxy_paper`, `ef_r_paper`: areas p > 80/255 at the traced frames, an empty ED
+  scored 0), so our r can be set beside the published one.
 - CAMUS layout (frames + label maps): Dice of the LV cavity (label 1) on the label map's own grid.
 """
 
@@ -23,7 +26,12 @@ from echodiff.data.camus_input import LoadResizedCAMUSd
 from echodiff.data.echonet import check_traced_videos, list_echonet, load_echonet_item
 from echodiff.engines.run_report import outputs_written
 from echodiff.io import atomic_write_json
-from echodiff.metrics.cardiac import frame_detection_error, pearson_r, segmentation_dice_at_threshold
+from echodiff.metrics.cardiac import (
+    frame_detection_error,
+    paper_ef_proxy,
+    pearson_r,
+    segmentation_dice_at_threshold,
+)
 
 from .sources import CAMUS_SPLITS_OF_ECHONET, dataset_layout, resize_frames
 from .video import lv_function, predict_lv
@@ -52,7 +60,8 @@ def evaluate_echonet(
             "ed_estimate": lv["ed_frame"], "es_estimate": lv["es_frame"],
             "dice_ed": segmentation_dice_at_threshold(probs[item["ed_frame"]], data["ed_mask"]),
             "dice_es": segmentation_dice_at_threshold(probs[item["es_frame"]], data["es_mask"]),
-            "ef_proxy": lv["ef_proxy"], "ef": item["ef"],
+            "ef_proxy": lv["ef_proxy"], "ef_proxy_paper": paper_ef_proxy(probs, item["ed_frame"], item["es_frame"]),
+            "ef": item["ef"],
         })  # fmt: skip
         frames_seen += len(frames)
     seconds = time.perf_counter() - start
@@ -64,6 +73,8 @@ def evaluate_echonet(
         "afd_ed": frame_detection_error([r["ed_estimate"] for r in rows], [r["ed_frame"] for r in rows]),
         "afd_es": frame_detection_error([r["es_estimate"] for r in rows], [r["es_frame"] for r in rows]),
         "ef_r": pearson_r([r["ef_proxy"] for r in finite], [r["ef"] for r in finite]) if len(finite) > 2 else None,
+        "ef_r_paper": pearson_r([r["ef_proxy_paper"] for r in rows], [r["ef"] for r in rows]) if len(rows) > 2
+        else None,
         "frames_per_s": frames_seen / seconds if seconds > 0 else 0.0,
     }
 

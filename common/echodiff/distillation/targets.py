@@ -2,7 +2,8 @@
 probabilities, not thresholded masks, and no human label is used).
 
 `produce_targets` runs a 2D teacher segmenter (any network of ours or a user's: (B, 1, H, W) -> (B, C, H, W) logits)
-over every frame of a list of sources and stores its softmax probabilities compactly, one `<name>.npy` per source
+over every frame of a list of sources and stores its probabilities (softmax over its classes, sigmoid of a one-channel
+teacher: `echodiff.losses.teacher_probabilities`) compactly, one `<name>.npy` per source
 (uint8, shape (T, C, H, W), probability x 255 rounded), next to `targets.json`, the record of what made them. A run
 killed half-way resumes (each file is written atomically, finished ones are kept); a folder made by another teacher,
 image size or dataset is refused, so targets never silently mix.
@@ -25,6 +26,7 @@ import echodiff
 from echodiff.errors import ConfigValueError, CorruptFileError, ShapeMismatchError
 from echodiff.fingerprints import file_digest, fingerprint
 from echodiff.io import atomic_write, atomic_write_json
+from echodiff.losses.distillation import teacher_probabilities
 
 from .sources import load_frames
 
@@ -95,7 +97,7 @@ def produce_targets(
     bar = tqdm(pending, desc="teacher targets", unit="source", disable=not progress, dynamic_ncols=True)
     for source in bar:
         frames = load_frames(source, image_size)
-        probs = torch.cat([torch.softmax(teacher(chunk[:, None].to(device)).float(), dim=1).cpu()
+        probs = torch.cat([teacher_probabilities(teacher(chunk[:, None].to(device))).cpu()
                            for chunk in frames.split(batch_size)])  # fmt: skip
         quantised = (probs * 255).round().to(torch.uint8).numpy()
         atomic_write(out / f"{source['name']}.npy", lambda tmp, q=quantised: np.save(tmp, q), suffix=".npy")

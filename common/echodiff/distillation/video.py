@@ -1,8 +1,10 @@
 """Per-frame LV segmentation of echo videos and the LV function read off it (Petit et al. 2024, "EchoDFKD", section 4):
 LV probabilities -> area curve A[t] (pixels with p > 25/255) -> ED / ES frames -> EF proxy 100 (A_ED - A_ES) / A_ED.
 
-A network sees a video in consecutive windows of `clip_length` frames (MONAI's `SlidingWindowInferer` over time,
-no overlap, the last window aligned to the end), each started from a zero recurrent state as in training.
+A network sees a video in consecutive windows of `clip_length` frames (`echodiff.inferers.ClipWindowInferer`: MONAI's
+`SlidingWindowInferer` over time, no overlap, the last window aligned to the end), each started from a zero recurrent
+state as in training. The bundle's inference workflow is a MONAI `SupervisedEvaluator` over the videos: `LoadVideod`
+reads them, `VideoLVWriter` writes what it found in each.
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from monai.inferers import SlidingWindowInferer  # noqa: E402
+from ignite.engine import Engine, Events  # noqa: E402
+from monai.transforms import Transform  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from echodiff.data.echonet import list_echonet_videos, read_video  # noqa: E402
 from echodiff.engines.run_report import outputs_written  # noqa: E402
-from echodiff.errors import MissingFileError, ShapeMismatchError  # noqa: E402
+from echodiff.errors import MissingFileError  # noqa: E402
+from echodiff.inferers.frames import ClipWindowInferer  # noqa: E402
 from echodiff.io import atomic_write, atomic_write_json  # noqa: E402
+from echodiff.losses.distillation import teacher_probabilities  # noqa: E402
 from echodiff.metrics.cardiac import DICE_THRESHOLD, detect_ed_es, ef_proxy, lv_area_curve  # noqa: E402
 
 from .sources import resize_frames  # noqa: E402
 
-__all__ = ["LVProbability", "infer_videos", "list_video_files", "lv_function", "predict_lv", "save_strip"]
+__all__ = ["LVProbability", "LoadVideod", "VideoLVWriter", "list_video_files", "lv_function", "predict_lv",
+           "save_strip", "to_video_grid"]
 
 
 class LVProbability(nn.Module):
@@ -43,10 +48,15 @@ class LVProbability(nn.Module):
         self.network, self.lv_channel = network, lv_channel
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.network(x).float()
-        if logits.shape[1] == 1:
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)[:, self.lv_channel : self.lv_channel + 1]
+        probs = teacher_probabilities(self.network(x))
+        return probs if probs.shape[1] == 1 else probs[:, self.lv_channel : self.lv_channel + 1]
+
+
+def to_video_grid(probs: Tensor, out_size: Sequence[int]) -> Tensor:
+    """LV probabilities (T, H, W) bilinearly resized to the video's own grid `out_size`, in [0, 1]."""
+    if tuple(probs.shape[1:]) != tuple(out_size):
+        probs = F.interpolate(probs[:, None], size=tuple(out_size), mode="bilinear", align_corners=False)[:, 0]
+    return probs.clamp(0, 1)
 
 
 @torch.no_grad()
@@ -55,20 +65,10 @@ def predict_lv(
     device: str | torch.device = "cpu", windows_per_batch: int | None = None, lv_channel: int = 1,
 ) -> Tensor:  # fmt: skip
     """LV probabilities (T, H, W) of `frames` (T, H, W) in [0, 1] at the network's size, bilinearly resized to
-    `out_size` (the video's own grid) when given; `windows_per_batch` defaults to about 64 frames per batch."""
-    if len(frames) < clip_length:
-        raise ShapeMismatchError(
-            f"video of {len(frames)} frames is shorter than the student's window clip_length={clip_length}; expected "
-            f"at least clip_length frames"
-        )
-    windows_per_batch = windows_per_batch or max(1, 64 // clip_length)
-    inferer = SlidingWindowInferer(roi_size=(clip_length, *frames.shape[1:]), sw_batch_size=windows_per_batch,
-                                   overlap=0.0, mode="constant", progress=False)  # fmt: skip
+    `out_size` (the video's own grid) when given."""
     model = LVProbability(network, lv_channel).to(device).eval()
-    probs = inferer(frames[None, None].to(device), model)[0, 0].float().cpu()
-    if out_size is not None and tuple(probs.shape[1:]) != tuple(out_size):
-        probs = F.interpolate(probs[:, None], size=tuple(out_size), mode="bilinear", align_corners=False)[:, 0]
-    return probs.clamp(0, 1)
+    probs = ClipWindowInferer(clip_length, windows_per_batch)(frames[None, None].to(device), model)[0, 0]
+    return to_video_grid(probs.float().cpu(), out_size if out_size is not None else probs.shape[1:])
 
 
 def lv_function(probs: Tensor | np.ndarray, ed_reference: int | None = None, es_reference: int | None = None) -> dict:
@@ -126,31 +126,55 @@ def list_video_files(videos: str | os.PathLike) -> list[dict]:
     return [{"video": str(f), "filename": f.stem} for f in files]
 
 
-def infer_videos(
-    network: nn.Module, videos: str | os.PathLike, output_dir: str | os.PathLike, image_size: Sequence[int],
-    clip_length: int, device: str | torch.device = "cpu", lv_channel: int = 1, progress: bool = True,
-) -> dict:  # fmt: skip
-    """Segment the LV in every frame of `videos` (`list_video_files`) and write, per video, `<name>_lv.json` (area
-    curve, ED / ES frames, EF proxy), `<name>_lv_probs.npz` (uint8 probabilities x 255 on the video's grid) and
-    `<name>_strip.png`; and `summary.json`. Returns the summary; the last line printed says where it wrote."""
-    out = Path(output_dir)
-    rows, start, n_frames = [], time.perf_counter(), 0
-    for item in tqdm(list_video_files(videos), desc="videos", unit="video", disable=not progress, dynamic_ncols=True):
-        video = read_video(item["video"])
-        frames = resize_frames(video.astype(np.float32) / 255.0, image_size)
-        probs = predict_lv(network, frames, clip_length, video.shape[1:], device, lv_channel=lv_channel).numpy()
-        lv = lv_function(probs)
-        name = item["filename"]
-        atomic_write_json(out / f"{name}_lv.json", {"video": item["video"], "frames": len(video), **lv})
-        quantised = (probs * 255).round().astype(np.uint8)
-        atomic_write(out / f"{name}_lv_probs.npz", lambda tmp, q=quantised: np.savez_compressed(tmp, probs=q),
-                     suffix=".npz")  # fmt: skip
-        save_strip(out / f"{name}_strip.png", video, probs, lv, title=name)
-        rows.append({"video": name, "frames": len(video), "ed_frame": lv["ed_frame"], "es_frame": lv["es_frame"],
-                     "ef_proxy": lv["ef_proxy"]})  # fmt: skip
-        n_frames += len(video)
-    seconds = time.perf_counter() - start
-    summary = {"videos": rows, "frames_per_s": n_frames / seconds if seconds > 0 else 0.0, "output_dir": str(out)}
-    atomic_write_json(out / "summary.json", summary)
-    outputs_written(out)
-    return summary
+class LoadVideod(Transform):
+    """A `list_video_files` item -> with `image` (1, T, H, W): its grey frames in [0, 1] area-resized to
+    `spatial_size` (the network's size, as the distillation data), and `frames` (T, H0, W0): its uint8 frames."""
+
+    def __init__(self, spatial_size: Sequence[int]) -> None:
+        self.spatial_size = [int(s) for s in spatial_size]
+
+    def __call__(self, data: dict) -> dict:
+        video = read_video(data["video"])
+        image = resize_frames(video.astype(np.float32) / 255.0, self.spatial_size)[None]
+        return {**data, "frames": video, "image": image}
+
+
+class VideoLVWriter:
+    """Ignite handler of the inference workflow (an evaluator whose `pred` is LV probabilities (1, T, H, W) of each
+    `LoadVideod` item): per video `<name>_lv.json` (area curve, ED / ES frames, EF proxy), `<name>_lv_probs.npz` (uint8
+    probabilities x 255 on the video's grid) and `<name>_strip.png`; at the end `summary.json` (every video's ED / ES
+    frames and EF proxy, frames/s), and a last line saying where it wrote."""
+
+    def __init__(self, output_dir: str | os.PathLike) -> None:
+        self.output_dir = Path(output_dir)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.write)
+        engine.add_event_handler(Events.COMPLETED, self.summarise)
+
+    def start(self, engine: Engine) -> None:
+        self.rows, self.frames, self.started = [], 0, time.perf_counter()
+
+    def write(self, engine: Engine) -> None:
+        out = self.output_dir
+        for item, output in zip(engine.state.batch, engine.state.output):
+            video = np.asarray(item["frames"])
+            probs = to_video_grid(torch.as_tensor(output["pred"])[0].float().cpu(), video.shape[1:]).numpy()
+            lv = lv_function(probs)
+            name = item["filename"]
+            atomic_write_json(out / f"{name}_lv.json", {"video": item["video"], "frames": len(video), **lv})
+            quantised = (probs * 255).round().astype(np.uint8)
+            atomic_write(out / f"{name}_lv_probs.npz", lambda tmp, q=quantised: np.savez_compressed(tmp, probs=q),
+                         suffix=".npz")  # fmt: skip
+            save_strip(out / f"{name}_strip.png", video, probs, lv, title=name)
+            self.rows.append({"video": name, "frames": len(video), "ed_frame": lv["ed_frame"],
+                              "es_frame": lv["es_frame"], "ef_proxy": lv["ef_proxy"]})  # fmt: skip
+            self.frames += len(video)
+
+    def summarise(self, engine: Engine) -> None:
+        seconds = time.perf_counter() - self.started
+        atomic_write_json(self.output_dir / "summary.json", {
+            "videos": self.rows, "frames_per_s": self.frames / seconds if seconds > 0 else 0.0,
+            "output_dir": str(self.output_dir)})  # fmt: skip
+        outputs_written(self.output_dir)

@@ -1,11 +1,11 @@
 """Synthetic cine clips from a trained generator (`echodiff.generation.clips`) with their temporal coherence measured
 against real clips (`scripts/synthesize_clips.py` is its command line).
 
-Timing (frame rate, systole length) comes from the EchoNet-Dynamic folder `reference_dir`, or from `fps` and
-`systole_frames` when there is none. Writes `coherence.json`: `temporal_change` (mean |frame t+1 - frame t| inside the
-sector) of the synthetic clips (shared start noise per clip), of one clip regenerated with independent noise per frame
-(the ablation of the shared noise), and of the real clips, all at the generator's size; and `strip.png` (frames and
-label maps of the first clip). Running it again with the same arguments resumes.
+Timing (frame rate, systole length) comes from the TRAIN videos of the EchoNet-Dynamic folder `reference_dir`, or from
+`fps` and `systole_frames` when there is none. Writes `coherence.json`: `temporal_change` (mean |frame t+1 - frame t|
+inside the sector) of the synthetic clips (shared start noise per clip), of one clip regenerated with independent noise
+per frame (the ablation of the shared noise), and of the real clips, all at the generator's size; and `strip.png`
+(frames and label maps of the first clip). Running it again with the same arguments resumes.
 """
 
 

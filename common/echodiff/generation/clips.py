@@ -6,7 +6,8 @@ CAMUS label maps of each clip, for checking (a student trained on the clips neve
 column holds the LV-area EF proxy of the clip's label maps, 100 (A_ED - A_ES) / A_ED; ESV and EDV are nan.
 
 Timing comes from real EchoNet-Dynamic clips (`echonet_timing`): the frame rate and the systole length (frames from
-the traced ED to the traced ES frame), medians over the videos; the cycle is systole / `SYSTOLE_FRACTION` frames.
+the traced ED to the traced ES frame), medians over the TRAIN videos only (the human labels of validation and test
+videos never shape training data); the cycle is systole / `SYSTOLE_FRACTION` frames.
 A killed run resumes: each clip's files are written atomically and finished clips are kept; a folder started with
 other settings is refused.
 """
@@ -44,8 +45,15 @@ FILELIST_HEADER = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", 
 
 
 def echonet_timing(echonet_dir: str | os.PathLike) -> dict:
-    """Median frame rate and systole length (|ES - ED| traced frames) of an EchoNet-Dynamic folder's videos."""
-    items = list_echonet(echonet_dir, on_bad="skip")
+    """Median frame rate and systole length (|ES - ED| traced frames) of the TRAIN videos of an EchoNet-Dynamic
+    folder (FileList.csv Split column)."""
+    try:
+        items = list_echonet(echonet_dir, "TRAIN", on_bad="skip")
+    except EmptySplitError:
+        raise EmptySplitError(
+            f"{Path(echonet_dir) / 'FileList.csv'} lists no usable TRAIN video; expected traced TRAIN videos for the "
+            f"clip timing (VAL and TEST tracings are never read), or give the timing itself (fps, systole_frames)"
+        ) from None
     fps = float(np.median([item["fps"] for item in items]))
     systole = int(round(np.median([abs(item["es_frame"] - item["ed_frame"]) for item in items])))
     return {"fps": fps, "systole_frames": systole, "cycle_frames": int(round(systole / SYSTOLE_FRACTION)),

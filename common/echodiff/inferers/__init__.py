@@ -1,9 +1,9 @@
 """Inferers: PD-DDPM sampling (pre-segmentation -> forward noise to T' -> reverse steps -> ensemble, uncertainty);
-a video network on still frames."""
+a video network on still frames and in windows over whole videos."""
 
 from __future__ import annotations
 
-from echodiff.inferers.frames import FrameAsClipInferer
+from echodiff.inferers.frames import ClipWindowInferer, FrameAsClipInferer
 from echodiff.inferers.pddpm import (
     STEP_RULES,
     UNCERTAINTIES,
@@ -15,6 +15,7 @@ from echodiff.inferers.pddpm import (
 )
 
 __all__ = [
+    "ClipWindowInferer",
     "FrameAsClipInferer",
     "STEP_RULES",
     "UNCERTAINTIES",

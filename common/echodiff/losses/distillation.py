@@ -1,7 +1,8 @@
 """Soft-mask distillation losses (Petit et al. 2024, "EchoDFKD", section 3; Hinton et al. 2015, "Distilling the
 Knowledge in a Neural Network", section 2).
 
-Targets are the teacher's softmax probabilities p (B, C, ...) over its classes. `"lv"`: per-pixel BCE-with-logits of
+Targets are the teacher's probabilities p (B, C, ...) (`teacher_probabilities`): the softmax over its classes, or the
+sigmoid of a one-channel (LV-only) teacher, whose softmax would be 1 everywhere. `"lv"`: per-pixel BCE-with-logits of
 the student's single LV logit against p[:, lv_channel] (EchoDFKD's loss). `"multiclass"`: the student predicts all C
 classes; loss = tau^2 * mean over pixels of the cross-entropy between the tempered teacher distribution
 q = softmax(log p / tau) = p^(1 / tau) / sum p^(1 / tau) and softmax(student logits / tau) (Hinton's tau^2 keeps the
@@ -18,15 +19,27 @@ from torch import Tensor, nn
 
 from echodiff.errors import ConfigKeyError, ConfigValueError, ShapeMismatchError
 
-__all__ = ["SoftMaskDistillationLoss", "student_channels"]
+__all__ = ["SoftMaskDistillationLoss", "student_channels", "teacher_probabilities"]
 
 MODES = ("lv", "multiclass")
+
+
+def teacher_probabilities(logits: Tensor) -> Tensor:
+    """Teacher probabilities of logits (B, C, ...): sigmoid of one channel (an LV segmenter such as EchoNet-Dynamic's
+    DeepLabV3), softmax over C > 1 classes (a CAMUS segmenter)."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
 def student_channels(mode: str, teacher_classes: int, lv_channel: int = 1) -> int:
     """Output channels a student needs for `mode` with a teacher of `teacher_classes` classes (checked)."""
     if mode not in MODES:
         raise ConfigKeyError(f"distillation mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "multiclass" and teacher_classes < 2:
+        raise ConfigValueError(
+            f"mode 'multiclass' with a {teacher_classes}-channel teacher; expected mode 'lv' (a one-channel teacher "
+            f"gives the LV probability by its sigmoid, lv_channel 0) or a teacher of >= 2 classes"
+        )
     if not 0 <= lv_channel < teacher_classes:
         raise ConfigValueError(f"lv_channel={lv_channel}; expected a class of the teacher's 0..{teacher_classes - 1}")
     return 1 if mode == "lv" else teacher_classes

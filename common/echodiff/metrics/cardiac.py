@@ -1,7 +1,8 @@
 """LV-function scores from per-frame LV probabilities on EchoNet-Dynamic videos (Petit et al. 2024, EchoDFKD; docs/methods.md section 3).
 
 Area curve A[t] = number of pixels with probability > 25/255; ED/ES frames from the z-normalised
-curve; aFD = mean |estimate - reference| frames; EF proxy = 100 (A_ED - A_ES) / A_ED.
+curve; aFD = mean |estimate - reference| frames; EF proxy = 100 (A_ED - A_ES) / A_ED at the detected frames (ours), or
+at the reference (traced) frames with areas at 80/255 and an empty ED scored 0 (`paper_ef_proxy`, the EchoDFKD code).
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def ef_proxy(area_ed: Values, area_es: Values) -> float | np.ndarray:
     ed, es = _numpy(area_ed), _numpy(area_es)
     proxy = np.divide(100 * (ed - es), ed, out=np.full(np.broadcast(ed, es).shape, np.nan), where=ed != 0)
     return float(proxy) if proxy.ndim == 0 else proxy
+
+
+def paper_ef_proxy(probs: Values, ed_frame: int, es_frame: int, threshold: float = DICE_THRESHOLD) -> float:
+    """EF proxy of the EchoDFKD evaluation (Petit et al. 2024): areas (p > 80/255) at the reference (traced) ED and ES
+    frames of probs (T, H, W); an empty ED scores 0 instead of nan, so the video stays in the correlation."""
+    area_ed, area_es = lv_area_curve(_numpy(probs)[[ed_frame, es_frame]], threshold)
+    return float(np.nan_to_num(ef_proxy(area_ed, area_es), nan=0.0))
 
 
 def pearson_r(x: Values, y: Values) -> float:
