@@ -285,7 +285,8 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         "",
         table,
         "",
-        "## Segmentation on the test split (Dice x 100, Hausdorff in label-grid pixels)",
+        "## Segmentation on the test split (Dice x 100 and Hausdorff in pixels, both on each test image's own label grid: "
+        "predictions are resized back to it)",
         "",
         _table([{"trained on": s, **seg[s], "dice_mean 95 % CI": _interval(seg[s]["ci95"]["dice_mean"], 1)}
                 for s in ("real", "synthetic")],
@@ -301,7 +302,8 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         *_comparison_section(report, seeds),
         f"## Generator: {gen['model']}, {gen['sampler']} {gen['steps']} steps ({gen['nfe']} network calls per image)",
         "",
-        f"Label fidelity on {gen['n_maps']} unaugmented test maps (the real-trained segmenter on generated images):",
+        f"Label fidelity on {gen['n_maps']} unaugmented test maps (the real-trained segmenter on generated images; Dice on "
+        f"the generator's {report['image_size']} px grid, where the maps are resized by nearest neighbour):",
         "",
         _table([gen["label_fidelity"]], list(DICE_KEYS)),
         "",
