@@ -419,3 +419,9 @@ def test_tiny_study_with_the_default_pixel_generator_skips_the_autoencoder_and_g
     assert low <= written["segmentation"]["real"]["dice_mean"] <= high
     assert written["view_classification"]["synthetic"]["ci95"]["accuracy"][0] <= 1
     assert isinstance(written["segmentation"]["synthetic_minus_real"]["dice_mean"]["tie"], bool)
+    # the precision benchmark's fidelity check reads a finished study: both precisions on held-out maps
+    from echodiff.benchmarks.precision import precision_fidelity
+
+    rows = precision_fidelity(tmp_path / "study", n_maps=2, steps=2)
+    assert [r["precision"] for r in rows] == ["float32", "bfloat16"] and rows[0]["dice_mean_minus_float32"] == 0
+    assert all(r["n_maps"] == 2 and 0 <= r["dice_mean"] <= 100 for r in rows)

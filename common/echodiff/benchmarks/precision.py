@@ -11,7 +11,9 @@ sizes, so a recipe should adopt it only where this benchmark shows it faster and
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,12 +22,16 @@ import torch
 from echodiff.benchmarks.clock import clocked_sampling, synchronize
 from echodiff.bundle.location import REPO_BUNDLES
 from echodiff.benchmarks.generation import benchmark_condition_map
-from echodiff.errors import ConfigKeyError
+from echodiff.bundle import load_bundle_network
+from echodiff.errors import ConfigKeyError, MissingFileError
+from echodiff.generation.checkpoints import load_generator
+from echodiff.generation.fidelity import label_fidelity
 from echodiff.generation.models import GENERATOR_MODELS, LATENT_MODELS, build_generator
 from echodiff.generation.synthesis import generator_fn
 from echodiff.study.recipes import scale_settings
+from echodiff.study.stages import SEGMENTER, frame_maps, segmenter_shape
 
-__all__ = ["PRECISIONS", "precision_autocast", "precision_benchmark", "precision_table"]
+__all__ = ["PRECISIONS", "precision_autocast", "precision_benchmark", "precision_fidelity", "precision_table"]
 
 PRECISIONS = ("float32", "bfloat16")
 DEFAULT_OUT = REPO_BUNDLES / "echo_ldm_generation" / "docs" / "precision_benchmark.json"
@@ -119,10 +125,42 @@ def precision_benchmark(
     return rows
 
 
+def _stage_result(workdir: Path, stage: str) -> dict:
+    path = workdir / stage / "stage.json"
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist; expected a finished study stage {stage!r} in {workdir}")
+    return json.loads(path.read_text())["result"]
+
+
+def precision_fidelity(study_dir: str | Path, n_maps: int = 64, sampler: str = "dpmpp_2m", steps: int = 10,
+                       seed: int = 0, device: str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
+    """Label fidelity of a finished study's generator sampled in each precision on `n_maps` maps of the held-out
+    training patients (the study's validation split of its training view: nothing was selected on the test split),
+    scored by the study's real-trained segmenter in float32. One row per precision: the Dice keys and their
+    difference to float32."""
+    workdir, torch_device = Path(study_dir), torch.device(device)
+    diffusion, segmenter = _stage_result(workdir, "diffusion"), _stage_result(workdir, "segmenter_real")
+    generator = load_generator(diffusion["model"], map_location=torch_device).eval()
+    segmenter_net = load_bundle_network(SEGMENTER, segmenter["model"], segmenter_shape(segmenter["overrides"]))
+    cond, _, views = frame_maps(_stage_result(workdir, "data")["train_dir"], "validation", generator.image_size,
+                                n_maps)  # fmt: skip
+    generate = generator_fn(generator, sampler=sampler, steps=steps, device=torch_device)
+    rows = []
+    for precision in PRECISIONS:
+        with precision_autocast(torch_device, precision):
+            images, _ = generate(cond, list(range(seed, seed + len(cond))), views)
+        rows.append({"precision": precision, "n_maps": len(cond), "sampler": sampler, "steps": steps,
+                     **label_fidelity(segmenter_net, images.float().cpu(), cond)})  # fmt: skip
+    for row in rows:
+        row["dice_mean_minus_float32"] = row["dice_mean"] - rows[0]["dice_mean"]
+    return rows
+
+
 def precision_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of `precision_benchmark` rows."""
-    keys = ("model", "precision", "batch_size", "train_s_per_step", "train_speedup", "sample_images_per_s",
-            "sample_speedup")  # fmt: skip
+    keys = [key for key in ("model", "precision", "batch_size", "train_s_per_step", "train_speedup",
+                            "sample_images_per_s", "sample_speedup", "n_maps", "dice_mean", "dice_mean_minus_float32")
+            if key in rows[0]]  # fmt: skip
     lines = ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in keys)

@@ -230,7 +230,7 @@ def _training_summary(ckpt_dir: Path, seconds: float, batch_size: int) -> dict:
             "images_per_s": iterations * batch_size / seconds if seconds > 0 else None}  # fmt: skip
 
 
-def _segmenter_shape(overrides: dict) -> dict:
+def segmenter_shape(overrides: dict) -> dict:
     """The overrides that rebuild a trained segmenter's network (image size, filters) from its stage's overrides."""
     return {k: overrides[k] for k in ("image_size", "filters") if k in overrides}
 
@@ -269,7 +269,7 @@ def train_autoencoder(ctx: StudyContext, folder: Path, dataset_dir: str, segment
     _run_bundle(ctx, folder, "autoencoder", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
                 output_dir=str(folder / "eval"), **ctx.training_controls("autoencoder"),
                 fidelity_segmenter_path=segmenter["model"],
-                fidelity_segmenter_overrides=_segmenter_shape(seg), **overrides)  # fmt: skip
+                fidelity_segmenter_overrides=segmenter_shape(seg), **overrides)  # fmt: skip
     seconds = time.perf_counter() - start
     model = _require(folder / "models" / "autoencoder.pt", "autoencoder")
     cond, images, _ = test_maps(ctx, int(ctx.settings["fidelity_images"]), dataset_dir, "validation")
@@ -310,7 +310,7 @@ def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencod
     _run_bundle(
         ctx, folder, "diffusion", "training", dataset_dir=dataset_dir, ckpt_dir=str(folder / "models"),
         output_dir=str(folder / "eval"), **ctx.training_controls("diffusion"),
-        fidelity_segmenter_path=segmenter["model"], fidelity_segmenter_overrides=_segmenter_shape(seg), **overrides,
+        fidelity_segmenter_path=segmenter["model"], fidelity_segmenter_overrides=segmenter_shape(seg), **overrides,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     model = ctx.settings["model"]
@@ -344,7 +344,7 @@ def evaluate_segmenter(ctx: StudyContext, folder: Path, model: dict, name: str) 
     seg = model["overrides"]
     _run_bundle(ctx, out, "segmenter_eval", "evaluating", dataset_dir=str(ctx.test_dir), split=ctx.test_split,
                 ckpt_path=model["model"], output_dir=str(out),
-                **_segmenter_shape(seg))  # fmt: skip
+                **segmenter_shape(seg))  # fmt: skip
     return json.loads((out / "segmentation_report.json").read_text())
 
 
@@ -356,18 +356,23 @@ def evaluate_classifier(ctx: StudyContext, folder: Path, model: dict, name: str)
     return json.loads((out / "bootstrap_accuracy.json").read_text())
 
 
-def test_maps(ctx: StudyContext, n: int, dataset_dir: str | Path | None = None,
-              split: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # fmt: skip
-    """(condition maps, real images, views) of `n` frames spread over `split` of `dataset_dir` (default: the test
-    split), preprocessed by the generator bundle's own validation transforms (never augmented)."""
+def frame_maps(dataset_dir: str | Path, split: str, image_size: int, n: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(condition maps, real images, views) of `n` frames spread over `split` of `dataset_dir` at `image_size`,
+    preprocessed by the generator bundle's own validation transforms (never augmented)."""
     root = Path(find_bundle_root(GENERATOR))
     parser = ConfigParser()
     parser.read_config([str(root / "configs" / "train_autoencoder.json")])
-    parser.update({"dataset_dir": str(dataset_dir or ctx.test_dir), "val_split": split or ctx.test_split,
-                   "image_size": ctx.image_size, "num_workers": 0, "validate#dataset#_target_": "Dataset"})  # fmt: skip
+    parser.update({"dataset_dir": str(dataset_dir), "val_split": split, "image_size": image_size, "num_workers": 0,
+                   "validate#dataset#_target_": "Dataset"})  # fmt: skip
     parser["validate#dataset"].pop("num_workers", None)
     parser["validate#dataset"].pop("cache_rate", None)
     return fixed_condition_maps(parser.get_parsed_content("validate#dataset"), n)
+
+
+def test_maps(ctx: StudyContext, n: int, dataset_dir: str | Path | None = None,
+              split: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # fmt: skip
+    """`frame_maps` of the test split (default) or of `split` of `dataset_dir`, at the study's image size."""
+    return frame_maps(dataset_dir or ctx.test_dir, split or ctx.test_split, ctx.image_size, n)
 
 
 def _sample(generator: torch.nn.Module, cond: torch.Tensor, views: list[str], sampler: str, steps: int, seed: int,
@@ -388,7 +393,7 @@ def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, seg
     device = ctx.device or "cpu"
     seg = segmenter["overrides"]
     segmenter_net = load_bundle_network(SEGMENTER, segmenter["model"],
-                                        _segmenter_shape(seg)).to(device)
+                                        segmenter_shape(seg)).to(device)
     classifier_size = classifier["overrides"]["image_size"]
     classifier_net = load_bundle_network(CLASSIFIER, classifier["model"], {"image_size": classifier_size}).to(device)
     generator = load_generator(generator_path, map_location=device).eval()
