@@ -28,3 +28,12 @@ def test_unknown_precision_is_refused() -> None:
 def test_unknown_model_is_refused_naming_the_option() -> None:
     with pytest.raises(ConfigKeyError, match=r"--models \['edm_xl'\]; expected some of sdm, vp"):
         precision_benchmark(models=("edm", "edm_xl"))
+
+
+def test_one_precision_compares_the_models_alone() -> None:
+    rows = precision_benchmark(models=("edm", "edm_l64"), scale="tiny", steps=1, train_steps=1, sample_batch=2,
+                               precisions="float32")  # fmt: skip
+    assert [(r["model"], r["precision"], r["sample_speedup"]) for r in rows] == [("edm", "float32", 1.0),
+                                                                               ("edm_l64", "float32", 1.0)]
+    with pytest.raises(ConfigKeyError, match="--precisions"):
+        precision_benchmark(precisions=["float64"])

@@ -90,17 +90,23 @@ def precision_benchmark(
     train_steps: int = 5,
     sample_batch: int = 32,
     device: str = "cpu",
+    precisions: Sequence[str] | str = PRECISIONS,
 ) -> list[dict[str, Any]]:
-    """One row per model x precision: training seconds per step at the recipe's batch size, sampling images/s at
-    `sample_batch` (`clocked_sampling`, `sampler` with `steps`), and both as ratios to float32 (> 1: faster)."""
+    """One row per model x precision (of `precisions`, float32 first): training seconds per step at the recipe's batch
+    size, sampling images/s at `sample_batch` (`clocked_sampling`, `sampler` with `steps`), and both as ratios to the
+    model's first precision (> 1: faster)."""
     torch_device = torch.device(device)
+    precisions = [precisions] if isinstance(precisions, str) else list(precisions)
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        raise ConfigKeyError(f"--precisions {precisions}; expected some of {', '.join(PRECISIONS)}")
+    precisions = [p for p in PRECISIONS if p in precisions]
     models = [models] if isinstance(models, str) else list(models)
     unknown = [model for model in models if model not in GENERATOR_MODELS]
     if unknown:
         raise ConfigKeyError(f"--models {unknown}; expected some of {', '.join(GENERATOR_MODELS)}")
     rows = []
     for model in models:
-        for precision in PRECISIONS:
+        for precision in precisions:
             generator, batch_size = recipe_generator(model, scale)
             generator = generator.to(torch_device)
             size = generator.image_size
@@ -119,7 +125,7 @@ def precision_benchmark(
                          "train_s_per_step": train_s, "sample_images_per_s": run.images_per_s,
                          "sampler": sampler, "steps": steps, "threads": torch.get_num_threads()})  # fmt: skip
     for row in rows:
-        base = next(r for r in rows if r["model"] == row["model"] and r["precision"] == "float32")
+        base = next(r for r in rows if r["model"] == row["model"])
         row["train_speedup"] = base["train_s_per_step"] / row["train_s_per_step"]
         row["sample_speedup"] = row["sample_images_per_s"] / base["sample_images_per_s"]
     return rows
