@@ -239,12 +239,18 @@ def test_maps_that_do_not_fit_a_fixed_size_generator_are_refused_unless_resized(
     assert synthesize(phantom_camus, tmp_path / "resized", generate=FixedSize(), image_size=48, k=1)["complete"]
 
 
-def test_cli_synthesizes_from_a_checkpoint_and_any_image_is_reproduced_alone_from_its_seed(phantom_camus, tmp_path):
-    torch.manual_seed(0)
-    checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", SIZE, view_condition=True))
+def _synthesize_cli():
+    """scripts/synthesize.py as a module (its `main`)."""
     spec = importlib.util.spec_from_file_location("synthesize", REPO / "scripts" / "synthesize.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
+    return cli
+
+
+def test_cli_synthesizes_from_a_checkpoint_and_any_image_is_reproduced_alone_from_its_seed(phantom_camus, tmp_path):
+    torch.manual_seed(0)
+    checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", SIZE, view_condition=True))
+    cli = _synthesize_cli()
     out = tmp_path / "synthetic"
     summary = cli.main(str(checkpoint), str(phantom_camus), str(out), k=1, steps=2, batch_size=4, device="cpu",
                        progress=False)
@@ -323,9 +329,7 @@ def test_cli_privacy_filter_builds_from_a_view_classifier_checkpoint_and_joins_t
         phantom_camus, view_classifier_checkpoint, tmp_path):  # fmt: skip
     torch.manual_seed(0)
     checkpoint = save_generator(tmp_path / "generator.pt", build_generator("edm_l64", SIZE, view_condition=True))
-    spec = importlib.util.spec_from_file_location("synthesize", REPO / "scripts" / "synthesize.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = _synthesize_cli()
     out = tmp_path / "synthetic"
     summary = cli.main(str(checkpoint), str(phantom_camus), str(out), k=1, steps=2, split="training", batch_size=8,
                        device="cpu", progress=False, privacy_filter=str(view_classifier_checkpoint))  # fmt: skip
