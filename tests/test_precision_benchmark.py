@@ -18,6 +18,15 @@ def test_rows_compare_both_precisions_of_the_same_recipe_networks() -> None:
     assert precision_table(rows).count("\n") == len(rows) + 1
 
 
+def test_bfloat16_autocast_runs_matrix_products_in_bf16_and_float32_does_not() -> None:
+    import torch
+
+    a = torch.rand(4, 4)
+    for precision, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        with precision_autocast(torch.device("cpu"), precision):
+            assert (a @ a).dtype == dtype
+
+
 def test_unknown_precision_is_refused() -> None:
     import torch
 
