@@ -7,6 +7,9 @@
     python scripts/pipeline.py study ... --seeds 3                  # real baselines with 3 seeds: the noise floor
     python scripts/pipeline.py study ... --tracking mlflow          # every stage an MLflow run in W/mlruns.db
 
+    python scripts/pipeline.py compare --dataset_dir ... --test_dir ... --test_split validation \\
+        --budget_minutes 100 --models edm,edm_l64 --workdir runs/compare   # generators side by side (compare.json)
+
 Stages: real-trained segmenter and view classifier -> Gamma-VAE -> latent diffusion (label fidelity logged) ->
 synthetic CAMUS folder -> synthetic-only segmenter and view classifier -> evaluation on --test_dir/--test_split ->
 report (W/report/report.json, report.md, PNGs). Rerunning reuses every stage whose inputs did not change.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import fire
 from echodiff.errors import run_cli
-from echodiff.study import run_study
+from echodiff.study import run_compare, run_study
 
 if __name__ == "__main__":
-    run_cli(lambda: fire.Fire({"study": run_study}, serialize=lambda report: None))  # the table is printed
+    run_cli(lambda: fire.Fire({"study": run_study, "compare": run_compare}, serialize=lambda result: None))

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from echodiff.errors import MissingFileError
 from echodiff.fingerprints import file_digest, files_digest, fingerprint
 from echodiff.io import atomic_write
 
-__all__ = ["StageRecord", "file_digest", "files_digest", "fingerprint", "run_cached"]
+__all__ = ["StageRecord", "file_digest", "files_digest", "finished_stage", "fingerprint", "run_cached"]
 
 STARTED, DONE = "started.json", "stage.json"
 
@@ -51,6 +52,16 @@ class StageRecord:
     def output(self) -> dict[str, str]:
         """The identity of this stage's output, which the keys of the stages that use it hold."""
         return {"fingerprint": self.fingerprint, "run": self.run}
+
+
+def finished_stage(folder: str | Path) -> StageRecord:
+    """The record of the finished stage in `folder` (its `stage.json`); `MissingFileError` when it has not finished."""
+    path = Path(folder) / DONE
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist: stage {Path(folder).name} has not finished; run it first")
+    done = json.loads(path.read_text())
+    return StageRecord(done["stage"], done["fingerprint"], done["result"], done["seconds"], True,
+                       done.get("run", done["fingerprint"]))  # fmt: skip
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -20,7 +20,7 @@ import copy
 from echodiff.errors import ConfigKeyError
 from echodiff.generation.models import GENERATOR_MODELS, LATENT_MODELS
 
-__all__ = ["BUDGET_SHARES", "MIN_STAGE_MINUTES", "SCALES", "budget_shares", "scale_settings"]
+__all__ = ["BUDGET_SHARES", "MIN_STAGE_MINUTES", "SCALES", "budget_shares", "scale_settings", "study_sampling"]
 
 # fraction of --budget_minutes given to each training stage of a latent generator; the rest (about a quarter) covers
 # data loading, synthesis, evaluation and the report, whose cost does not depend on the budget
@@ -33,7 +33,16 @@ BUDGET_SHARES = {
     "classifier_synthetic": 0.05,
 }
 MIN_STAGE_MINUTES = 0.25  # a training stage given less than this cannot finish one validated epoch on any data
+# how each generator samples in the study (synthesis, label fidelity during training and in the evaluation): the EDM
+# family with DPM-Solver++(2M) at 10 steps (recipe row 10); SDM with DDIM at 50 steps (Song et al. 2021), as the
+# comparison synthesises its training set (its own 1000-step DDPM costs 20 times more)
+DEFAULT_SAMPLING = ("dpmpp_2m", 10)
+MODEL_SAMPLING = {"sdm": ("ddim", 50)}
 
+
+def study_sampling(model: str) -> tuple[str, int]:
+    """(sampler, steps) with which the study's generator `model` samples unless told otherwise."""
+    return MODEL_SAMPLING.get(model, DEFAULT_SAMPLING)
 
 
 def budget_shares(model: str) -> dict[str, float]:
@@ -56,6 +65,10 @@ _CLASSIFIER_CPU = {"image_size": [64, 64], "batch_size": 32, "max_epochs": 6, "n
 _VAE_CPU = {"channels": [16, 32, 64], "num_res_blocks": 1, "norm_num_groups": 16, "latent_channels": 4,
             "attention_levels": [False, False, False], "softplus_beta": 1.0}  # fmt: skip
 _VAE_LOSS_CPU = {"loss#warmup_epochs": 0, "loss#latent_weight": 1.0, "loss#bound_weight": 1.0}
+_PIXEL_DIFFUSION_CPU = {"network_args": {"channels": [16, 32, 64], "attention_levels": [False, False, True],
+                                         "num_head_channels": 32, "norm_num_groups": 16},
+                        "batch_size": 16, "fidelity_interval": 10, "grid_interval": 20}  # fmt: skip
+_LATENT_DIFFUSION_CPU = {"network_args": {}, "batch_size": 32, "fidelity_interval": 15, "grid_interval": 50}
 
 SCALES: dict[str, dict] = {
     "tiny": {
@@ -84,16 +97,18 @@ SCALES: dict[str, dict] = {
         "autoencoder": {"autoencoder_args": _VAE_CPU, "batch_size": 16, "learning_rate": 1e-3, "max_epochs": 500,
                         "num_workers": 0, "grid_interval": 10, **_VAE_LOSS_CPU},  # fmt: skip
         "diffusion": {"learning_rate": 1e-3, "max_epochs": 2000, "num_workers": 0, "ema_momentum": 0.001,
-                      "ema_warmup_iters": 500, "fidelity_images": 32, "fidelity_sampler": "dpmpp_2m",
-                      "fidelity_steps": 10, "view_condition": True},  # fmt: skip
-        # pixel EDM: a 3-level UNet 16-32-64 (attention at 16 x 16) on the 64 px image; latent EDM: the default small
-        # UNet on the 16 x 16 latent
+                      "ema_warmup_iters": 500, "fidelity_images": 32, "view_condition": True},  # fmt: skip
+        # pixel models (sdm, vp, ve, edm): one 3-level UNet 16-32-64 (attention at 16 x 16) on the 64 px image; latent
+        # models: the default small UNet on the latent (16 x 16 for edm_l64, 32 x 32 for edm_l128)
         "diffusion_per_model": {
-            "edm": {"network_args": {"channels": [16, 32, 64], "attention_levels": [False, False, True],
-                                     "num_head_channels": 32, "norm_num_groups": 16},
-                    "batch_size": 16, "fidelity_interval": 10, "grid_interval": 20},  # fmt: skip
-            "edm_l64": {"network_args": {}, "batch_size": 32, "fidelity_interval": 15, "grid_interval": 50},
+            **{model: _PIXEL_DIFFUSION_CPU for model in ("sdm", "vp", "ve", "edm")},
+            **{model: _LATENT_DIFFUSION_CPU for model in LATENT_MODELS},
         },
+        # edm_l128 (latent = image / 2): a 2-level Gamma-VAE with one latent channel, the paper's, so its latent
+        # (1 x 32 x 32) holds as many values as edm_l64's (4 x 16 x 16)
+        "autoencoder_per_model": {"edm_l128": {"autoencoder_args": {**_VAE_CPU, "channels": [16, 32],
+                                                                    "attention_levels": [False, False],
+                                                                    "latent_channels": 1}}},
         "fidelity_images": 200,
     },
     "paper": {
@@ -114,7 +129,8 @@ SCALES: dict[str, dict] = {
 
 def scale_settings(scale: str, model: str | None = None) -> dict:
     """A deep copy of `SCALES[scale]` for generator `model` (default: the scale's): its "diffusion" settings are the
-    scale's `diffusion_per_model[model]` updated with the shared "diffusion" ones."""
+    scale's `diffusion_per_model[model]` updated with the shared "diffusion" ones, its "autoencoder" settings updated
+    with `autoencoder_per_model[model]`, and label fidelity during training sampled as `study_sampling(model)`."""
     if scale not in SCALES:
         raise ConfigKeyError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
     settings = copy.deepcopy(SCALES[scale])
@@ -124,4 +140,8 @@ def scale_settings(scale: str, model: str | None = None) -> dict:
         settings["model"] = model
     per_model = settings.pop("diffusion_per_model", {})
     settings["diffusion"] = {**per_model.get(settings["model"], {}), **settings["diffusion"]}
+    settings["autoencoder"].update(settings.pop("autoencoder_per_model", {}).get(settings["model"], {}))
+    sampler, steps = study_sampling(settings["model"])
+    settings["diffusion"].setdefault("fidelity_sampler", sampler)
+    settings["diffusion"].setdefault("fidelity_steps", steps)
     return settings

@@ -31,21 +31,22 @@ from echodiff.engines.segmentation_report import json_safe  # noqa: E402
 from echodiff.generation.fidelity import DICE_KEYS  # noqa: E402
 from echodiff.io import atomic_write  # noqa: E402
 from echodiff.metrics.bootstrap import is_tie, patient_bootstrap  # noqa: E402
+from echodiff.study.tables import fmt_value, interval_text, markdown_table, verdict_text  # noqa: E402
 
-__all__ = ["SEGMENTATION_KEYS", "write_report"]
+__all__ = ["SEGMENTATION_KEYS", "classification_row", "paired_difference", "segmentation_row", "write_report"]
 
 SEGMENTATION_KEYS = (*DICE_KEYS, "hd_lv_endo")
 VIEW_FIDELITY_KEYS = ("accuracy", "accuracy_2CH", "accuracy_4CH", "n_images")
 CLASSIFICATION_KEYS = ("accuracy", "accuracy_mean", "accuracy_std")
 
 
-def _segmentation_row(report: Mapping) -> dict:
+def segmentation_row(report: Mapping) -> dict:
     metrics = report["metrics"]
     return {**{key: metrics[key]["mean"] for key in SEGMENTATION_KEYS}, "n_images": report["n_images"],
             "ci95": {key: metrics[key]["ci95"] for key in DICE_KEYS}}  # fmt: skip
 
 
-def _classification_row(report: Mapping) -> dict:
+def classification_row(report: Mapping) -> dict:
     return {**{key: report[key] for key in (*CLASSIFICATION_KEYS, "n_images")},
             "ci95": {"accuracy": report["accuracy_ci95"]}}  # fmt: skip
 
@@ -60,7 +61,7 @@ def _with_seeds(rows: list[dict], seeds: list[int], keys: tuple[str, ...]) -> di
     return {**rows[0], "seeds": [{"seed": seed, **row} for seed, row in zip(seeds, rows)], "across_seeds": across}
 
 
-def _paired_difference(real: list[dict], synthetic: list[dict], key: str) -> dict:
+def paired_difference(real: list[dict], synthetic: list[dict], key: str) -> dict:
     """Synthetic minus real `key` on the same test images (per-image rows with image and patient), its patient-level
     95 % interval, and whether that interval contains 0 (a tie)."""
     real_by_image = {row["image"]: row for row in real}
@@ -72,18 +73,6 @@ def _paired_difference(real: list[dict], synthetic: list[dict], key: str) -> dic
 def _number(value: object) -> float:
     """A per-image value as a float: a correct/wrong flag as 1/0, a JSON null (nan written strictly) as nan."""
     return float("nan") if value is None else float(value)
-
-
-def _fmt(value: object, digits: int = 1) -> str:
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return "-" if value is None else str(value)
-
-
-def _table(rows: list[dict], keys: list[str], digits: int = 1) -> str:
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(_fmt(row.get(k), digits) for k in keys) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -133,16 +122,16 @@ def _reference_section(report: Mapping) -> list[str]:
     ceiling = report["autoencoder_ceiling"]
     if not ceiling:
         return ["Reference: the real test images through the same segmenter:", "",
-                _table([{"input": "real image", **report["real_images_fidelity"]}], ["input", *DICE_KEYS]), ""]
+                markdown_table([{"input": "real image", **report["real_images_fidelity"]}], ["input", *DICE_KEYS]), ""]
     return [
         "Ceiling and reference: the Gamma-VAE's reconstructions of the real test images, and the real images "
         "themselves, through the same segmenter:",
         "",
-        _table([{"input": "Gamma-VAE reconstruction", **ceiling}, {"input": "real image", **report["real_images_fidelity"]}],
+        markdown_table([{"input": "Gamma-VAE reconstruction", **ceiling}, {"input": "real image", **report["real_images_fidelity"]}],
                ["input", "psnr", *DICE_KEYS]),
         "",
         "Share of in-sector Gamma-VAE latents clipped by the diffusion mapping (z > 1): "
-        f"{_fmt(ceiling.get('latent_clipped_fraction'), 4)}",
+        f"{fmt_value(ceiling.get('latent_clipped_fraction'), 4)}",
         "",
         *_health_lines(report.get("autoencoder_health", {})),
     ]  # fmt: skip
@@ -155,10 +144,10 @@ def _health_lines(health: Mapping) -> list[str]:
     return [
         "Latent health of the kept Gamma-VAE on the held-out training patients' images "
         "(`echodiff.generation.latent_health`; limits checked before latent diffusion): PSNR "
-        f"{_fmt(health['psnr'], 1)} dB, clipped fraction {_fmt(health['latent_clipped_fraction'], 4)}, per-channel "
-        f"spread {', '.join(_fmt(v, 3) for v in health['channel_spread'])}, per-channel mean "
-        f"{', '.join(_fmt(v, 3) for v in health['channel_mean'])}, saturated encoder outputs "
-        f"{_fmt(health['saturated_fraction'], 3)}",
+        f"{fmt_value(health['psnr'], 1)} dB, clipped fraction {fmt_value(health['latent_clipped_fraction'], 4)}, per-channel "
+        f"spread {', '.join(fmt_value(v, 3) for v in health['channel_spread'])}, per-channel mean "
+        f"{', '.join(fmt_value(v, 3) for v in health['channel_mean'])}, saturated encoder outputs "
+        f"{fmt_value(health['saturated_fraction'], 3)}",
         "",
     ]
 
@@ -167,26 +156,18 @@ def _digits(result: str) -> int:
     return 3 if "accuracy" in result else 1
 
 
-def _interval(ci95: list | None, digits: int) -> str:
-    return "-" if ci95 is None else f"[{_fmt(ci95[0], digits)}, {_fmt(ci95[1], digits)}]"
-
-
-def _verdict(gap: Mapping) -> str:
-    return "tie" if gap["tie"] else ("synthetic higher" if gap["difference"] > 0 else "synthetic lower")
-
-
 def _comparison_section(report: Mapping, seeds: list[int]) -> list[str]:
     """Markdown lines: synthetic minus real on the same images with patient-level intervals, and (with several seeds)
     the real-trained baselines per seed, the noise floor of the comparison."""
     seg, cls = report["segmentation"], report["view_classification"]
-    gaps = [{"metric": key, "difference": _fmt(gap["difference"], _digits(key)),
-             "95 % CI": _interval(gap["ci95"], _digits(key)), "verdict": _verdict(gap)}
+    gaps = [{"metric": key, "difference": fmt_value(gap["difference"], _digits(key)),
+             "95 % CI": interval_text(gap["ci95"], _digits(key)), "verdict": verdict_text(gap)}
             for key, gap in [*seg["synthetic_minus_real"].items(), *cls["synthetic_minus_real"].items()]]  # fmt: skip
     lines = ["## Synthetic minus real (paired on the test images, test patients resampled: a tie when the 95 % "
-             "interval contains 0)", "", _table(gaps, ["metric", "difference", "95 % CI", "verdict"]), ""]
+             "interval contains 0)", "", markdown_table(gaps, ["metric", "difference", "95 % CI", "verdict"]), ""]
     if len(seeds) > 1:
         rows = [{"seed": row["seed"], "segmenter dice_mean": row["dice_mean"],
-                 "view classifier accuracy": _fmt(cls_row["accuracy"], 3)}
+                 "view classifier accuracy": fmt_value(cls_row["accuracy"], 3)}
                 for row, cls_row in zip(seg["real"]["seeds"], cls["real"]["seeds"])]  # fmt: skip
         seg_spread, cls_spread = seg["real"]["across_seeds"]["dice_mean"], cls["real"]["across_seeds"]["accuracy"]
         rows.append({"seed": "mean (std)",
@@ -194,7 +175,7 @@ def _comparison_section(report: Mapping, seeds: list[int]) -> list[str]:
                      "view classifier accuracy": f"{cls_spread['mean']:.3f} ({cls_spread['std']:.3f})"})  # fmt: skip
         lines += [f"## Real-trained baselines over {len(seeds)} seeds (the noise floor; seed {seeds[0]}'s models are "
                   "the \"real\" ones above and the label-fidelity segmenter)", "",
-                  _table(rows, ["seed", "segmenter dice_mean", "view classifier accuracy"]), ""]  # fmt: skip
+                  markdown_table(rows, ["seed", "segmenter dice_mean", "view classifier accuracy"]), ""]  # fmt: skip
     return lines
 
 
@@ -227,18 +208,18 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         "fidelity_vs_steps": [{k: row[k] for k in ("sampler", "steps", "nfe", "dice_mean")}
                               for row in generator_eval["fidelity_vs_steps"]],
         "segmentation": {
-            "real": _with_seeds([_segmentation_row(r) for r in (seg_eval["real"], *seg_eval["real_seeds"])], seeds,
+            "real": _with_seeds([segmentation_row(r) for r in (seg_eval["real"], *seg_eval["real_seeds"])], seeds,
                                 SEGMENTATION_KEYS),
-            "synthetic": _segmentation_row(seg_eval["synthetic"]),
-            "synthetic_minus_real": {key: _paired_difference(seg_eval["real"]["per_image"],
+            "synthetic": segmentation_row(seg_eval["synthetic"]),
+            "synthetic_minus_real": {key: paired_difference(seg_eval["real"]["per_image"],
                                                              seg_eval["synthetic"]["per_image"], key)
                                      for key in DICE_KEYS},
         },
         "view_classification": {
-            "real": _with_seeds([_classification_row(r) for r in (cls_eval["real"], *cls_eval["real_seeds"])], seeds,
+            "real": _with_seeds([classification_row(r) for r in (cls_eval["real"], *cls_eval["real_seeds"])], seeds,
                                 CLASSIFICATION_KEYS),
-            "synthetic": _classification_row(cls_eval["synthetic"]),
-            "synthetic_minus_real": {"accuracy": _paired_difference(cls_eval["real"]["per_image"],
+            "synthetic": classification_row(cls_eval["synthetic"]),
+            "synthetic_minus_real": {"accuracy": paired_difference(cls_eval["real"]["per_image"],
                                                                     cls_eval["synthetic"]["per_image"], "correct")},
         },
         "autoencoder_ceiling": generator_eval["autoencoder_ceiling"],
@@ -268,16 +249,16 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         {"result": "segmenter trained on synthetic only: mean Dice", "value": seg["synthetic"]["dice_mean"],
          "ci95": seg["synthetic"]["ci95"]["dice_mean"]},
         {"result": "segmenter, synthetic minus real: mean Dice", "value": seg_gap["difference"],
-         "ci95": seg_gap["ci95"], "verdict": _verdict(seg_gap)},
+         "ci95": seg_gap["ci95"], "verdict": verdict_text(seg_gap)},
         {"result": "view classifier trained on real: accuracy", "value": cls["real"]["accuracy"],
          "ci95": cls["real"]["ci95"]["accuracy"]},
         {"result": "view classifier trained on synthetic only: accuracy", "value": cls["synthetic"]["accuracy"],
          "ci95": cls["synthetic"]["ci95"]["accuracy"]},
         {"result": "view classifier, synthetic minus real: accuracy", "value": cls_gap["difference"],
-         "ci95": cls_gap["ci95"], "verdict": _verdict(cls_gap)},
+         "ci95": cls_gap["ci95"], "verdict": verdict_text(cls_gap)},
     ]  # fmt: skip
-    table = _table([{**r, "value": _fmt(r["value"], _digits(r["result"])),
-                     "95 % CI (patients)": _interval(r.get("ci95"), _digits(r["result"]))} for r in headline],
+    table = markdown_table([{**r, "value": fmt_value(r["value"], _digits(r["result"])),
+                     "95 % CI (patients)": interval_text(r.get("ci95"), _digits(r["result"]))} for r in headline],
                    ["result", "value", "95 % CI (patients)", "verdict"])  # fmt: skip
     md = [
         f"# echodiff study: {Path(report['dataset_dir']).name} -> {Path(report['test_dir']).name} "
@@ -288,14 +269,14 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         "## Segmentation on the test split (Dice x 100 and Hausdorff in pixels, both on each test image's own label grid: "
         "predictions are resized back to it)",
         "",
-        _table([{"trained on": s, **seg[s], "dice_mean 95 % CI": _interval(seg[s]["ci95"]["dice_mean"], 1)}
+        markdown_table([{"trained on": s, **seg[s], "dice_mean 95 % CI": interval_text(seg[s]["ci95"]["dice_mean"], 1)}
                 for s in ("real", "synthetic")],
                ["trained on", *SEGMENTATION_KEYS, "dice_mean 95 % CI", "n_images"]),
         "",
         "## View classification on the test split (accuracy over all images; bootstrap accuracy of the paper: mean and "
         "std over 1000 draws of 80 % of the images)",
         "",
-        _table([{"trained on": s, **cls[s], "accuracy 95 % CI": _interval(cls[s]["ci95"]["accuracy"], 3)}
+        markdown_table([{"trained on": s, **cls[s], "accuracy 95 % CI": interval_text(cls[s]["ci95"]["accuracy"], 3)}
                 for s in ("real", "synthetic")],
                ["trained on", "accuracy", "accuracy 95 % CI", "accuracy_mean", "accuracy_std", "n_images"], digits=3),
         "",
@@ -305,24 +286,24 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         f"Label fidelity on {gen['n_maps']} unaugmented test maps (the real-trained segmenter on generated images; Dice on "
         f"the generator's {report['image_size']} px grid, where the maps are resized by nearest neighbour):",
         "",
-        _table([gen["label_fidelity"]], list(DICE_KEYS)),
+        markdown_table([gen["label_fidelity"]], list(DICE_KEYS)),
         "",
         "View fidelity on the same generated images, each asked for in its map's true view (the real-trained view "
         "classifier's accuracy):",
         "",
-        _table([gen["view_fidelity"]], list(VIEW_FIDELITY_KEYS), digits=3),
+        markdown_table([gen["view_fidelity"]], list(VIEW_FIDELITY_KEYS), digits=3),
         "",
         *_reference_section(report),
         "Label fidelity against sampler steps:",
         "",
-        _table(report["fidelity_vs_steps"], ["sampler", "steps", "nfe", "dice_mean"]),
+        markdown_table(report["fidelity_vs_steps"], ["sampler", "steps", "nfe", "dice_mean"]),
         "",
         f"Sampling speed: {gen['images_per_s']:.1f} images/s (batch 32); synthesis of "
-        f"{report['synthetic_images']} images wrote {_fmt(gen['synthesis_images_per_s'])} images/s.",
+        f"{report['synthetic_images']} images wrote {fmt_value(gen['synthesis_images_per_s'])} images/s.",
         "",
         "## Stages (wall-clock seconds; training images/s = iterations x batch / seconds)",
         "",
-        _table([{"stage": k, "seconds": v, "images/s": report["stage_images_per_s"].get(k)}
+        markdown_table([{"stage": k, "seconds": v, "images/s": report["stage_images_per_s"].get(k)}
                 for k, v in report["stages"].items()], ["stage", "seconds", "images/s"], digits=1),
         "",
         f"Hardware: {report['hardware']}",

@@ -24,11 +24,12 @@ from echodiff.data.phantom import make_phantom_camus
 from echodiff.devices import check_device
 from echodiff.errors import ConfigKeyError, ConfigValueError, as_flag
 from echodiff.samplers import SAMPLERS
+from echodiff.schedulers.sampling import STEP_RULES
 from echodiff.study import stages
 from echodiff.fingerprints import camus_digest, code_identity, files_digest
 from echodiff.study.cache import StageRecord, run_cached
 from echodiff.generation.models import LATENT_MODELS
-from echodiff.study.recipes import BUDGET_SHARES, MIN_STAGE_MINUTES, budget_shares, scale_settings
+from echodiff.study.recipes import BUDGET_SHARES, MIN_STAGE_MINUTES, budget_shares, scale_settings, study_sampling
 from echodiff.study.report import write_report
 from echodiff.study.tracking import checked_tracking, default_tracking_uri, track_study
 
@@ -37,6 +38,7 @@ __all__ = ["STAGES", "check_budget", "hardware", "run_study"]
 STAGES = ("data", "segmenter_real", "classifier_real", "autoencoder", "diffusion", "synthesis",
           "segmenter_synthetic", "classifier_synthetic", "evaluation", "report")  # fmt: skip
 SEEDED_STAGES = ("segmenter_real", "classifier_real")  # trained once per seed with --seeds N
+GENERATOR_STAGES = ("autoencoder", "diffusion")
 
 
 def seed_stage(name: str, index: int) -> str:
@@ -82,6 +84,19 @@ def _configs_digest(*kinds: str) -> str:
     return files_digest([p for kind in kinds for p in stages.bundle_config_files(kind)])
 
 
+def _checked_sampling(model: str, sampler: str | None, steps: int | None) -> tuple[str, int]:
+    """The study's (sampler, steps) for generator `model`: `study_sampling(model)` where not given; a sampler of the
+    model's family (the EDM family's ODE solvers, sdm's DDPM / DDIM step rules) and a whole number of steps >= 1."""
+    default_sampler, default_steps = study_sampling(model)
+    sampler, steps = sampler or default_sampler, default_steps if steps is None else steps
+    allowed = STEP_RULES if model == "sdm" else SAMPLERS
+    if sampler not in allowed:
+        raise ConfigKeyError(f"--sampler {sampler!r} for --model {model}; expected one of {', '.join(allowed)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigValueError(f"--steps {steps!r}; expected a whole number of sampling steps >= 1")
+    return sampler, steps
+
+
 def _forced(force: str | Iterable[str] | None) -> set[str]:
     names = {force} if isinstance(force, str) else set(force or ())
     names = {n for name in names for n in str(name).split(",") if n}
@@ -103,8 +118,8 @@ def run_study(
     paper_scale: bool = False,
     holdout: int | None = None,
     k: int = 5,
-    sampler: str = "dpmpp_2m",
-    steps: int = 10,
+    sampler: str | None = None,
+    steps: int | None = None,
     seed: int = 0,
     seeds: int = 1,
     device: str | None = None,
@@ -114,6 +129,8 @@ def run_study(
     overrides: Mapping[str, Any] | None = None,
     tracking: str | None = None,
     threads: int | None = None,
+    shared_dir: str | None = None,
+    generator_dir: str | None = None,
     say: Callable[[str], None] = print,
 ) -> dict:
     """Run (or resume) the study in `workdir`; returns the report (also in `workdir/report/report.json`).
@@ -130,8 +147,9 @@ def run_study(
         paper_scale: the same as scale="paper" (the paper's networks at 256 px; meant for `device="cuda"`).
         holdout: training patients held out for model selection (default 10 %, at least 1).
         k: augmented label maps (one image each) per training map in the synthesis.
-        sampler / steps: how the generator synthesises; default DPM-Solver++(2M) with 10 steps (10 network calls per
-            image), which at CPU scale drew label maps far more faithfully than Heun with 5 steps (9 calls).
+        sampler / steps: how the generator synthesises; default `echodiff.study.recipes.study_sampling`: for the EDM
+            family DPM-Solver++(2M) with 10 steps (10 network calls per image), which at CPU scale drew label maps far
+            more faithfully than Heun with 5 steps (9 calls); for sdm DDIM with 50 steps.
         seed: the phantom's, the held-out patients', the synthesis' and the bundle trainers' seed (config key `seed`).
         seeds: how many seeds the real-trained baselines (`SEEDED_STAGES`) are trained with: seed, seed + 1, ..., each
             in its own stage folder (`segmenter_real`, `segmenter_real_seed1`, ...) with the stage's full minutes; the
@@ -147,6 +165,11 @@ def run_study(
         overrides: per-stage bundle overrides merged into the scale's settings, e.g. {"diffusion": {"learning_rate":
             3e-4}}.
         tracking: "mlflow" logs every stage as an MLflow run in `<workdir>/mlruns.db` (`echodiff.study.tracking`).
+        shared_dir: where the stages that do not depend on the generator live ("data" and the real-trained
+            baselines; default `workdir`): studies of several generators with one `shared_dir` train them once
+            (`echodiff.study.compare`).
+        generator_dir: where the generator's stages ("autoencoder", "diffusion") live (default `workdir`): a study of
+            another sampler of the same generator points it at that generator's study.
     """
     paper_scale, quiet = as_flag(paper_scale, "--paper_scale"), as_flag(quiet, "--quiet")
     allow_unhealthy_latent = as_flag(allow_unhealthy_latent, "--allow_unhealthy_latent")
@@ -155,8 +178,7 @@ def run_study(
     shares = budget_shares(settings["model"])
     check_budget(budget_minutes, shares)
     checked_tracking(tracking)
-    if sampler not in SAMPLERS:
-        raise ConfigKeyError(f"--sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    sampler, steps = _checked_sampling(settings["model"], sampler, steps)
     forced = _forced(force)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigValueError(f"--threads {threads!r}; expected a whole number of torch threads >= 1")
@@ -167,6 +189,8 @@ def run_study(
         raise ConfigValueError(f"--seeds {seeds!r}; expected a whole number >= 1")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
+    folders = {**{name: Path(shared_dir) for name in ("data", *SEEDED_STAGES) if shared_dir is not None},
+               **{name: Path(generator_dir) for name in GENERATOR_STAGES if generator_dir is not None}}  # fmt: skip
     if dataset_dir is None:
         dataset_dir = str(make_phantom_camus(work / "phantom_camus", n_train=10, n_val=2, n_test=4, size=64, seed=seed))
         test_dir = test_dir or dataset_dir
@@ -198,7 +222,7 @@ def run_study(
         key = {"code": code, "data": train_data, **key, "upstream": {u: records[u].output for u in upstream}}
         if name != "report":
             say(f"== {name}" + (f" ({bound})" if bound else ""))
-        records[name] = run_cached(work / name, name, key, lambda f: {**work_fn(f), "torch_threads": torch_threads},
+        records[name] = run_cached(folders.get(base_stage(name), work) / name, name, key, lambda f: {**work_fn(f), "torch_threads": torch_threads},
                                    force=base_stage(name) in forced, say=say)  # fmt: skip
         return records[name].result
 
@@ -284,6 +308,7 @@ def run_study(
     say(report["markdown_table"])
     say(f"report: {work / 'report' / 'report.md'}")
     if tracking is not None:
-        logged = track_study(work, stages=list(records))
+        logged = track_study(work, stages=list(records),
+                             folders={name: folders.get(base_stage(name), work) / name for name in records})
         say(f"mlflow: {len(logged)} stage runs logged; mlflow ui --backend-store-uri {default_tracking_uri(work)}")
     return report

@@ -54,7 +54,8 @@ BUNDLE_CONFIGS = {
     "segmenter_eval": (SEGMENTER, ("inference.json", "evaluate.json")),
     "classifier_eval": (CLASSIFIER, ("inference.json", "evaluate.json")),
 }
-STEP_GRID = {"heun": (2, 3, 5, 10, 25), "dpmpp_2m": (2, 3, 5, 10, 25)}
+STEP_GRID = {"heun": (2, 3, 5, 10, 25), "dpmpp_2m": (2, 3, 5, 10, 25)}  # the EDM family's label fidelity vs steps
+SDM_STEP_GRID = {"ddim": (10, 25, 50)}
 QUIET_LOGGING = """[loggers]
 keys=root
 [handlers]
@@ -375,7 +376,7 @@ def test_maps(ctx: StudyContext, n: int, dataset_dir: str | Path | None = None,
     return frame_maps(dataset_dir or ctx.test_dir, split or ctx.test_split, ctx.image_size, n)
 
 
-def _sample(generator: torch.nn.Module, cond: torch.Tensor, views: list[str], sampler: str, steps: int, seed: int,
+def sample_maps(generator: torch.nn.Module, cond: torch.Tensor, views: list[str], sampler: str, steps: int, seed: int,
             batch_size: int = 32, warmup: bool = True) -> tuple[torch.Tensor, int, float]:  # fmt: skip
     """Images of `cond` in their `views` (per-image seeds, batched), NFE per image and images/s, from the clock of the
     generation benchmark (`echodiff.benchmarks.clock.clocked_sampling`)."""
@@ -398,13 +399,13 @@ def evaluate_generator(ctx: StudyContext, folder: Path, generator_path: str, seg
     classifier_net = load_bundle_network(CLASSIFIER, classifier["model"], {"image_size": classifier_size}).to(device)
     generator = load_generator(generator_path, map_location=device).eval()
     cond, real, views = test_maps(ctx, int(ctx.settings["fidelity_images"]))
-    images, nfe, images_per_s = _sample(generator, cond, views, ctx.sampler, ctx.steps, ctx.seed)
+    images, nfe, images_per_s = sample_maps(generator, cond, views, ctx.sampler, ctx.steps, ctx.seed)
     fidelity = label_fidelity(segmenter_net, images, cond)
     views_fidelity = view_fidelity(classifier_net, images, views, classifier_size)
     rows = []
-    for sampler, grid in STEP_GRID.items():
+    for sampler, grid in (SDM_STEP_GRID if generator.model == "sdm" else STEP_GRID).items():
         for steps in grid:
-            generated, n, _ = _sample(generator, cond, views, sampler, steps, ctx.seed, warmup=False)
+            generated, n, _ = sample_maps(generator, cond, views, sampler, steps, ctx.seed, warmup=False)
             rows.append({"sampler": sampler, "steps": steps, "nfe": n,
                          **label_fidelity(segmenter_net, generated, cond)})  # fmt: skip
     ceiling = {}

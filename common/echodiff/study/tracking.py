@@ -16,7 +16,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,11 +89,15 @@ def _experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name, artifact_location)
 
 
-def _stage_records(workdir: Path, stages: Iterable[str] | None) -> list[dict]:
-    """The `stage.json` of the finished `stages` in `workdir` (default: every finished stage), in the order they
-    finished."""
-    paths = sorted(workdir.glob(f"*/{STAGE_FILE}")) if stages is None else [workdir / s / STAGE_FILE for s in stages]
-    records = [json.loads(path.read_text()) for path in paths if path.is_file()]
+def _stage_records(workdir: Path, stages: Iterable[str] | None, folders: Mapping[str, Path]) -> list[dict]:
+    """The `stage.json` of the finished `stages` (default: every finished stage of `workdir`), each in its folder
+    (`folders`, else `workdir/<stage>`), in the order they finished, with that folder under "folder"."""
+    names = [p.parent.name for p in sorted(workdir.glob(f"*/{STAGE_FILE}"))] if stages is None else list(stages)
+    records = []
+    for name in names:
+        folder = Path(folders.get(name, workdir / name)).resolve()
+        if (folder / STAGE_FILE).is_file():
+            records.append({**json.loads((folder / STAGE_FILE).read_text()), "folder": folder})
     return sorted(records, key=lambda record: record["finished"])
 
 
@@ -104,32 +108,33 @@ def _figures(folder: Path) -> list[Path]:
 
 
 def track_study(workdir: str | Path, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
-                stages: Iterable[str] | None = None) -> list[str]:  # fmt: skip
+                stages: Iterable[str] | None = None, folders: Mapping[str, str | Path] | None = None) -> list[str]:  # fmt: skip
     """Log the finished `stages` of the study in `workdir` (default: every finished stage; `run_study` passes those of
-    its run) as MLflow runs (module docstring); returns the names of the stages logged now. A stage run already logged
-    (same fingerprint and run id: a `--force` rerun keeps its fingerprint but gets a new run id) is skipped."""
+    its run, with the `folders` of those kept outside `workdir`, e.g. baselines shared by several studies) as MLflow
+    runs (module docstring); returns the names of the stages logged now. A stage run already logged (same fingerprint
+    and run id: a `--force` rerun keeps its fingerprint but gets a new run id) is skipped."""
     from mlflow.tracking import MlflowClient
 
     workdir = Path(workdir).resolve()
     client = MlflowClient(tracking_uri or default_tracking_uri(workdir))
     experiment_id = _experiment(client, experiment, (workdir / "mlruns").as_uri())
     logged = []
-    for record in _stage_records(workdir, stages):
+    for record in _stage_records(workdir, stages, folders or {}):
         stage, digest, run = record["stage"], record["fingerprint"], record.get("run", record["fingerprint"])
         query = (f"tags.stage = '{stage}' and tags.fingerprint = '{digest}' and tags.run = '{run}' and "
                  f"tags.workdir = '{workdir}'")  # fmt: skip
         if client.search_runs([experiment_id], filter_string=query, max_results=1):
             continue
         result = record["result"]
-        report = workdir / stage / "report.json"
+        report = record["folder"] / "report.json"
         if stage == "report" and report.is_file():
             result = json.loads(report.read_text())
         run_id = client.create_run(experiment_id, run_name=stage,
                                    tags={"stage": stage, "fingerprint": digest, "run": run,
                                          "workdir": str(workdir)}).info.run_id
         client.log_batch(run_id, metrics=_metrics(result, record["seconds"]), params=_params(record))
-        for path in _figures(workdir / stage):
-            folder = path.parent.relative_to(workdir / stage).as_posix()
+        for path in _figures(record["folder"]):
+            folder = path.parent.relative_to(record["folder"]).as_posix()
             client.log_artifact(run_id, str(path), None if folder == "." else folder)
         client.set_terminated(run_id)
         logged.append(stage)

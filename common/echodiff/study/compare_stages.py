@@ -1,0 +1,217 @@
+"""The comparison's own stages (`echodiff.study.compare`), each a function of a folder that returns a small JSON-able
+result, cached like the study's stages (`echodiff.study.cache`).
+
+| stage                    | what it measures                                                                        |
+|--------------------------|-----------------------------------------------------------------------------------------|
+| `realism` (per generator) | Frechet distance and MMD to the real test images, diversity, copy rate, cost, held-out label fidelity; SDM also with its 1000-step DDPM |
+| `realism_checks`          | the realism figures on real images: two halves of the test patients, and blurred images |
+| `solvers` (per generator) | label fidelity and seconds per image for Euler, Heun and DPM-Solver++(2M) against steps |
+| `real_plus_synthetic`     | segmenter and view classifier trained on the real training view plus a generator's synthetic set |
+
+Realism lives in the feature space of the real-trained view classifier (`echodiff.metrics.realism.FeatureSpace`):
+no Inception network can be fetched at run time. Selection happens on the held-out training patients (the training
+view's validation split): label fidelity there picks the generators whose solvers are compared; nothing is chosen on
+the test split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import GaussianSmooth
+
+from echodiff.benchmarks.flops import network_and_decoder_flops, network_of
+from echodiff.bundle import load_bundle_network
+from echodiff.data.camus import NIFTI_FOLDER, list_camus, write_split_file
+from echodiff.data.camus_input import load_camus_images
+from echodiff.errors import ConfigValueError
+from echodiff.generation.checkpoints import load_generator
+from echodiff.generation.fidelity import DICE_KEYS, label_fidelity
+from echodiff.metrics.realism import FeatureSpace, frechet_distance, intra_map_ms_ssim, mean_feature_mmd, privacy
+from echodiff.samplers import SAMPLERS
+from echodiff.study import stages
+from echodiff.study.stages import CLASSIFIER, SEGMENTER, StudyContext, segmenter_shape
+
+__all__ = ["SOLVER_STEPS", "merged_camus", "real_plus_synthetic", "realism", "realism_checks", "solvers"]
+
+SOLVER_STEPS = (2, 3, 5, 10, 25)
+SDM_DDPM_MIN_MAPS = 50  # SDM's 1000-step DDPM is scored on at least this many test maps, however long it takes
+SYNTHETIC_PREFIX = "patientsyn"  # patient ids of synthetic cases in a merged folder (CAMUS folders match patient*)
+
+
+def _features(ctx: StudyContext, classifier: Mapping) -> FeatureSpace:
+    return FeatureSpace.from_view_classifier(classifier["model"], classifier["overrides"]["image_size"],
+                                             device=ctx.device or "cpu")  # fmt: skip
+
+
+def _segmenter(ctx: StudyContext, segmenter: Mapping) -> torch.nn.Module:
+    return load_bundle_network(SEGMENTER, segmenter["model"],
+                               segmenter_shape(segmenter["overrides"])).to(ctx.device or "cpu")  # fmt: skip
+
+
+def _realism_pair(features: FeatureSpace, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
+    real_f, generated_f = features(real), features(generated)
+    return {"fd": frechet_distance(real_f, generated_f), "mmd": mean_feature_mmd(real_f, generated_f)}
+
+
+def _seconds_per_image(images_per_s: float) -> float:
+    return 1.0 / images_per_s if images_per_s > 0 else float("inf")
+
+
+def realism(ctx: StudyContext, folder: Path, generator_path: str, samples_path: Path, synthetic_dir: str,
+            train_dir: str, segmenter: Mapping, classifier: Mapping, diversity_maps: int = 16,
+            diversity_seeds: int = 4, selection_maps: int = 64, sdm_minutes: float = 40.0) -> dict:  # fmt: skip
+    """Realism, diversity, privacy, cost and held-out label fidelity of one trained generator.
+
+    - `realism_fd` / `realism_mmd`: the real test images against the images the study's evaluation generated from
+      their maps (`samples_path`), in the view classifier's feature space.
+    - `diversity_msssim`: mean MS-SSIM between `diversity_seeds` images of each of `diversity_maps` test maps.
+    - `copy_rate`: share of the synthetic training set (`synthetic_dir`, training split) closer to a real training
+      image than the 5th percentile of the held-out real images' distances (`echodiff.metrics.realism.privacy`).
+    - `label_fidelity_holdout`: label fidelity on `selection_maps` maps of the held-out training patients: what the
+      comparison selects on.
+    - `gflops_per_image`: NFE x one network call + one decoder call (`echodiff.benchmarks.flops`).
+    - sdm only, `ddpm1000`: label fidelity and realism with its own 1000-step DDPM on as many test maps as
+      `sdm_minutes` allow (at least `SDM_DDPM_MIN_MAPS`; the count is `n_maps`).
+    """
+    device = ctx.device or "cpu"
+    generator = load_generator(generator_path, map_location=device).eval()
+    features, segmenter_net = _features(ctx, classifier), _segmenter(ctx, segmenter)
+    samples = torch.load(samples_path, map_location="cpu", weights_only=True)
+    cond, real, views = stages.test_maps(ctx, len(samples["cond"]))
+    if not torch.equal(cond, samples["cond"]):
+        raise ConfigValueError(f"{samples_path} holds other maps than the test split's; expected the evaluation stage's "
+                               "samples of these test maps: rerun it (--force evaluation)")
+    out: dict = {f"realism_{k}": v for k, v in _realism_pair(features, real, samples["generated"]).items()}
+    out["n_realism_images"] = len(real)
+
+    picks = np.unique(np.linspace(0, len(cond) - 1, min(diversity_maps, len(cond))).round().astype(int))
+    copies = [stages.sample_maps(generator, cond[picks], [views[i] for i in picks], ctx.sampler, ctx.steps,
+                             ctx.seed + 100_000 * (s + 1), warmup=False)[0] for s in range(diversity_seeds)]  # fmt: skip
+    out["diversity_msssim"] = intra_map_ms_ssim(torch.stack(copies, dim=1))
+    out["diversity_maps"], out["diversity_seeds"] = len(picks), diversity_seeds
+
+    size = [ctx.image_size, ctx.image_size]
+    found = privacy(features(load_camus_images(synthetic_dir, "training", size)),
+                    features(load_camus_images(train_dir, "training", size)),
+                    features(load_camus_images(train_dir, "validation", size)))  # fmt: skip
+    out.update(copy_rate=found.copy_rate, copy_threshold=found.threshold,
+               synthetic_nearest_median=float(found.synthetic_distances.median()),
+               heldout_nearest_median=float(found.heldout_distances.median()),
+               n_privacy_images=len(found.synthetic_distances))  # fmt: skip
+
+    held_cond, _, held_views = stages.test_maps(ctx, selection_maps, train_dir, "validation")
+    held, nfe, images_per_s = stages.sample_maps(generator, held_cond, held_views, ctx.sampler, ctx.steps, ctx.seed)
+    out["label_fidelity_holdout"] = {**label_fidelity(segmenter_net, held, held_cond), "n_maps": len(held_cond)}
+    network, decoder = network_and_decoder_flops(generator)
+    out.update(nfe=nfe, gflops_per_image=(nfe * network + decoder) / 1e9, sampling_images_per_s=images_per_s,
+               denoiser_parameters=sum(p.numel() for p in network_of(generator).parameters()),
+               autoencoder_parameters=sum(p.numel() for p in generator.autoencoder.parameters())
+               if generator.autoencoder is not None else 0)  # fmt: skip
+    if generator.model == "sdm":
+        out["ddpm1000"] = _sdm_ddpm(ctx, generator, features, segmenter_net, sdm_minutes)
+    return out
+
+
+def _sdm_ddpm(ctx: StudyContext, generator: torch.nn.Module, features: FeatureSpace, segmenter_net: torch.nn.Module,
+              minutes: float, batch_size: int = 10) -> dict:  # fmt: skip
+    """SDM with its own reverse DDPM over all T steps on test maps, batch after batch, until `minutes` are spent (and
+    at least `SDM_DDPM_MIN_MAPS` maps are done): label fidelity and realism on the maps it reached."""
+    cond, real, views = stages.test_maps(ctx, int(ctx.settings["fidelity_images"]))
+    order = np.random.default_rng(ctx.seed).permutation(len(cond))  # maps spread over the test patients
+    images, done, start = [], [], time.perf_counter()
+    for first in range(0, len(order), batch_size):
+        elapsed = time.perf_counter() - start
+        if elapsed >= minutes * 60 and len(done) >= SDM_DDPM_MIN_MAPS:
+            break
+        picks = order[first : first + batch_size]
+        images.append(stages.sample_maps(generator, cond[picks], [views[i] for i in picks], "ddpm",
+                                     generator.scheduler.num_train_timesteps, ctx.seed, warmup=False)[0])  # fmt: skip
+        done.extend(picks.tolist())
+    seconds = time.perf_counter() - start
+    generated, index = torch.cat(images), torch.as_tensor(done)
+    return {"label_fidelity": label_fidelity(segmenter_net, generated, cond[index]),
+            **{f"realism_{k}": v for k, v in _realism_pair(features, real[index], generated).items()},
+            "n_maps": len(done), "nfe": generator.scheduler.num_train_timesteps,
+            "seconds_per_image": seconds / len(done)}  # fmt: skip
+
+
+def realism_checks(ctx: StudyContext, folder: Path, classifier: Mapping, n_images: int, blur_sigma: float = 1.5) -> dict:
+    """The realism figures where the answer is known: the real test images of one half of the test patients against
+    the other half (low), and against the same other half blurred by a Gaussian of `blur_sigma` pixels (higher). Each
+    half holds about `n_images` / 2 images, so these figures are biased upward against the generators' (`n_images`
+    each): a real-against-real figure below the generators' is then conservative."""
+    features = _features(ctx, classifier)
+    _, real, _ = stages.test_maps(ctx, n_images)
+    patients = list(dict.fromkeys(item["patient"] for item in list_camus(ctx.test_dir, ctx.test_split)))
+    items = list_camus(ctx.test_dir, ctx.test_split)
+    picks = np.unique(np.linspace(0, len(items) - 1, min(n_images, len(items))).round().astype(int))
+    first_half = set(patients[: len(patients) // 2])
+    in_first = torch.as_tensor([items[i]["patient"] in first_half for i in picks])
+    a, b = real[in_first], real[~in_first]
+    blurred = GaussianSmooth(sigma=blur_sigma)(b.squeeze(1)).unsqueeze(1).clamp(0, 1)
+    return {"real_vs_real": _realism_pair(features, a, b), "real_vs_blurred_real": _realism_pair(features, a, blurred),
+            "blur_sigma": blur_sigma, "n_images": [len(a), len(b)]}  # fmt: skip
+
+
+def solvers(ctx: StudyContext, folder: Path, generator_path: str, train_dir: str, segmenter: Mapping,
+            steps: Sequence[int] = SOLVER_STEPS, n_maps: int = 64) -> list[dict]:  # fmt: skip
+    """Label fidelity against NFE for every ODE solver (`echodiff.samplers.SAMPLERS`) at `steps`, on `n_maps` maps of
+    the held-out training patients, with the seconds per image of the sampling clock (`clocked_sampling`, one warm-up
+    call per solver): the paper's solver comparison (Stojanovski et al. 2024) for an EDM-family generator."""
+    generator = load_generator(generator_path, map_location=ctx.device or "cpu").eval()
+    segmenter_net = _segmenter(ctx, segmenter)
+    cond, _, views = stages.test_maps(ctx, n_maps, train_dir, "validation")
+    rows = []
+    for sampler in SAMPLERS:
+        for i, n in enumerate(steps):
+            images, nfe, images_per_s = stages.sample_maps(generator, cond, views, sampler, n, ctx.seed, warmup=i == 0)
+            rows.append({"model": generator.model, "sampler": sampler, "steps": n, "nfe": nfe,
+                         **label_fidelity(segmenter_net, images, cond), "seconds_per_image": _seconds_per_image(images_per_s),
+                         "n_maps": len(cond), "maps": "held-out training patients"})  # fmt: skip
+    return rows
+
+
+def merged_camus(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path) -> Path:
+    """A CAMUS-layout folder of links: training = the real training patients plus every synthetic training patient
+    (renamed `patientsynXXXX`), validation = the real held-out patients only (model selection on real images)."""
+    out = Path(out_dir)
+    nifti = out / NIFTI_FOLDER
+    nifti.mkdir(parents=True, exist_ok=True)
+    real = list_camus(real_dir, "training") + list_camus(real_dir, "validation")
+    for patient in dict.fromkeys(item["patient"] for item in real):
+        source = Path(next(item["image"] for item in real if item["patient"] == patient)).parent
+        if not (nifti / patient).exists():
+            (nifti / patient).symlink_to(source.resolve(), target_is_directory=True)
+    synthetic_patients = []
+    for item in list_camus(synthetic_dir, "training"):
+        name = item["patient"].replace("patient", SYNTHETIC_PREFIX, 1)
+        (nifti / name).mkdir(exist_ok=True)
+        for key in ("image", "label"):
+            source = Path(item[key])
+            link = nifti / name / source.name.replace(item["patient"], name, 1)
+            if not link.exists():
+                link.symlink_to(source.resolve())
+        synthetic_patients.append(name)
+    real_train = dict.fromkeys(item["patient"] for item in list_camus(real_dir, "training"))
+    write_split_file(out, "training", [*real_train, *dict.fromkeys(synthetic_patients)])
+    write_split_file(out, "validation", dict.fromkeys(item["patient"] for item in list_camus(real_dir, "validation")))
+    return out
+
+
+def real_plus_synthetic(ctx: StudyContext, folder: Path, train_dir: str, synthetic_dir: str,
+                        seed: int) -> dict:  # fmt: skip
+    """The segmenter and the view classifier trained on the real training view plus a synthetic set (`merged_camus`),
+    each with the minutes of its real-trained baseline, scored on the test split by the bundles' evaluations."""
+    merged = merged_camus(train_dir, synthetic_dir, folder / "camus")
+    out = {}
+    for name, kind, evaluate in (("segmenter_real", "segmenter", stages.evaluate_segmenter),
+                                 ("classifier_real", "classifier", stages.evaluate_classifier)):  # fmt: skip
+        model = stages.train_downstream(ctx, folder / kind, str(merged), name, kind, seed)
+        out[kind] = {"model": model, "evaluation": evaluate(ctx, folder / "evaluation", model, kind)}
+    out["dice_keys"] = list(DICE_KEYS)
+    return out
