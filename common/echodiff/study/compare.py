@@ -92,7 +92,8 @@ def generator_row(report: Mapping, realism: Mapping, identity: Mapping, code: Ma
         "seg_synthetic_dice_mean": seg["dice_mean"], "seg_synthetic": seg,
         "view_synthetic_accuracy": report["view_classification"]["synthetic"]["accuracy"],
         "view_synthetic": report["view_classification"]["synthetic"],
-        "n_synthetic_images": report["synthetic_images"], "realism": dict(realism),
+        "n_synthetic_images": report["synthetic_images"], "synthesis_k": gen["synthesis_k"],
+        "realism": dict(realism),
         "stages_seconds": report["stages"], "identity": dict(identity), "code": dict(code),
     }  # fmt: skip
     if "ddpm1000" in realism:
@@ -187,7 +188,9 @@ def run_compare(
         solver_downstream: train the synthetic-only segmenter of the best generator at the fewest, middle and most
             network calls of its solver table (one study each, sharing its trained generator).
         real_plus_synthetic: train the segmenter and the view classifier on real plus the best generator's images.
-        diversity_maps / diversity_seeds / selection_maps / sdm_minutes: see `compare_stages.realism`.
+        diversity_maps / diversity_seeds / selection_maps: see `compare_stages.realism`.
+        sdm_minutes: SDM's synthesis makes as many copies per map as these minutes allow (`run_study`
+            `synthesis_minutes`), and its own 1000-step DDPM is scored on as many test maps as they allow (at least 50).
     """
     allow_mixed_code, quiet = as_flag(allow_mixed_code, "--allow_mixed_code"), as_flag(quiet, "--quiet")
     solvers, solver_downstream = as_flag(solvers, "--solvers"), as_flag(solver_downstream, "--solver_downstream")
@@ -208,7 +211,8 @@ def run_compare(
     reports: dict[str, dict] = {}
     for model in names:
         say(f"=== generator {model}")
-        run_study(workdir=str(work / model), model=model, **study_args)
+        run_study(workdir=str(work / model), model=model, synthesis_minutes=sdm_minutes if model == "sdm" else None,
+                  **study_args)
         reports[model] = json.loads((work / model / "report" / "report.json").read_text())
 
     out = work / OUT

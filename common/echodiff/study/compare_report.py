@@ -72,7 +72,9 @@ def write_compare_report(folder: Path, compare: Mapping) -> list[str]:
 
     table = [{
         "generator": row["model"] + (MIXED_CODE_MARK if row.get("code_differs") else ""),
-        "train min": row["train_minutes"], "steps": row["optimizer_steps"], "NFE": row["nfe"],
+        "train min": row["train_minutes"], "steps": row["optimizer_steps"],
+        "sampler": f"{row['sampler']} {row['steps']}", "NFE": row["nfe"],
+        "synthetic images (per map)": f"{row['n_synthetic_images']} ({row['synthesis_k']})",
         "GFLOPs/image": row["gflops_per_image"], "s/image": row["seconds_per_image"],
         "label fidelity": row["label_fidelity"]["dice_mean"],
         "held-out fidelity": row["label_fidelity_holdout"]["dice_mean"], "FD": row["realism_fd"],

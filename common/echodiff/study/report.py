@@ -200,6 +200,7 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
             "model": context["settings"]["model"], "sampler": context["sampler"], "steps": context["steps"],
             "nfe": generator_eval["nfe"], "images_per_s": generator_eval["images_per_s"],
             "synthesis_images_per_s": records["synthesis"].result["images_per_s"],
+            "synthesis_k": records["synthesis"].result.get("k", context["k"]),
             "train_minutes": sum(records[s].seconds for s in ("autoencoder", "diffusion") if s in records) / 60,
             "label_fidelity": generator_eval["label_fidelity"], "view_fidelity": generator_eval["view_fidelity"],
             "n_maps": generator_eval["n_maps"],
@@ -299,7 +300,7 @@ def write_report(folder: Path, context: Mapping, records: Mapping, evaluation: M
         markdown_table(report["fidelity_vs_steps"], ["sampler", "steps", "nfe", "dice_mean"]),
         "",
         f"Sampling speed: {gen['images_per_s']:.1f} images/s (batch 32); synthesis of "
-        f"{report['synthetic_images']} images wrote {fmt_value(gen['synthesis_images_per_s'])} images/s.",
+        f"{report['synthetic_images']} images ({gen['synthesis_k']} per map) wrote {fmt_value(gen['synthesis_images_per_s'])} images/s.",
         "",
         "## Stages (wall-clock seconds; training images/s = iterations x batch / seconds)",
         "",

@@ -131,6 +131,7 @@ def run_study(
     threads: int | None = None,
     shared_dir: str | None = None,
     generator_dir: str | None = None,
+    synthesis_minutes: float | None = None,
     say: Callable[[str], None] = print,
 ) -> dict:
     """Run (or resume) the study in `workdir`; returns the report (also in `workdir/report/report.json`).
@@ -168,6 +169,9 @@ def run_study(
         shared_dir: where the stages that do not depend on the generator live ("data" and the real-trained
             baselines; default `workdir`): studies of several generators with one `shared_dir` train them once
             (`echodiff.study.compare`).
+        synthesis_minutes: cap on the synthesis: as many copies per map (at most `k`, at least 1) as these minutes
+            allow at the sampling speed measured on training maps (`stages.synthesis_copies`; the comparison gives SDM,
+            whose DDIM sampling is slow, 40 minutes). Default: `k` copies, however long it takes.
         generator_dir: where the generator's stages ("autoencoder", "diffusion") live (default `workdir`): a study of
             another sampler of the same generator points it at that generator's study.
     """
@@ -207,6 +211,7 @@ def run_study(
         workdir=work, dataset_dir=Path(dataset_dir).resolve(), test_dir=Path(test_dir).resolve(), test_split=test_split,
         train_split=train_split, holdout=holdout, settings=settings, budget_minutes=float(budget_minutes),
         shares=shares, k=k, sampler=sampler, steps=steps, seed=seed, device=device, quiet=quiet,
+        synthesis_minutes=synthesis_minutes,
     )  # fmt: skip
     code = code_identity()
     records: dict[str, StageRecord] = {}
@@ -260,8 +265,8 @@ def run_study(
         lambda f: stages.train_diffusion(ctx, f, train_dir, vae["model"] if vae else None, seg_real),
         ["autoencoder", "segmenter_real"] if latent else ["segmenter_real"],
     )
-    synthesis = stage("synthesis", {"settings": {"k": k, "sampler": sampler, "steps": steps, "seed": seed,
-                                                 "device": device}},
+    synthesis = stage("synthesis", {"settings": {"k": k, "synthesis_minutes": synthesis_minutes, "sampler": sampler,
+                                                 "steps": steps, "seed": seed, "device": device}},
                       lambda f: stages.synthesize(ctx, f, train_dir, diffusion["model"]), ["diffusion"])
     synthetic_dir = synthesis["dataset_dir"]
     seg_syn = training_stage("segmenter_synthetic", "segmenter", settings["segmenter"],

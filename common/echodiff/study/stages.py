@@ -94,6 +94,7 @@ class StudyContext:
     seed: int
     device: str | None
     quiet: bool
+    synthesis_minutes: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -321,21 +322,38 @@ def train_diffusion(ctx: StudyContext, folder: Path, dataset_dir: str, autoencod
             **_training_summary(folder / "models" / f"{model}_training", seconds, overrides.get("batch_size", 16))}
 
 
+def synthesis_copies(ctx: StudyContext, generator: torch.nn.Module, source_dir: str, n_maps: int) -> dict:
+    """How many augmented copies of each of `n_maps` maps the synthesis makes: `ctx.k`, or with `ctx.synthesis_minutes`
+    as many (at least 1) as those minutes allow at the sampling speed measured on 32 training maps (the set is then
+    smaller than K per map, and says so)."""
+    if ctx.synthesis_minutes is None:
+        return {"k": ctx.k}
+    cond, _, views = frame_maps(source_dir, "training", ctx.image_size, 32)
+    _, _, images_per_s = sample_maps(generator, cond, views, ctx.sampler, ctx.steps, ctx.seed)
+    fits = int(ctx.synthesis_minutes * 60 * images_per_s // n_maps)
+    return {"k": max(1, min(ctx.k, fits)), "k_requested": ctx.k, "synthesis_minutes": ctx.synthesis_minutes,
+            "probe_images_per_s": images_per_s}  # fmt: skip
+
+
 def synthesize(ctx: StudyContext, folder: Path, source_dir: str, generator_path: str) -> dict:
     """K augmented maps per map of the training view's training and validation (held-out patients) splits, one
-    image each, into a CAMUS folder whose splits mirror the source's."""
+    image each, into a CAMUS folder whose splits mirror the source's (fewer copies within `ctx.synthesis_minutes`:
+    `synthesis_copies`)."""
     device = ctx.device or "cpu"
     generator = load_generator(generator_path, map_location=device)
+    splits = ["training", "validation"]
+    copies = synthesis_copies(ctx, generator, source_dir,
+                              sum(len(list_camus(source_dir, split)) for split in splits))  # fmt: skip
     generate = generator_fn(generator, sampler=ctx.sampler, steps=ctx.steps, device=device)
     summary = synthesize_dataset(
-        source_dir, folder / "camus", generate, split=["training", "validation"], k=ctx.k, seed=ctx.seed,
+        source_dir, folder / "camus", generate, split=splits, k=copies["k"], seed=ctx.seed,
         batch_size=32, augment=True, image_size=generator.image_size, progress=True,
         info={**generate.info, "checkpoint": generator_path},
     )  # fmt: skip
     if not summary["complete"]:
         raise MissingFileError(f"synthesis into {folder / 'camus'} did not complete")
     return {"dataset_dir": str(folder / "camus"), "images": summary["cases"], "generated": summary["generated"],
-            "images_per_s": summary["images_per_s"], "seconds": summary["seconds"]}  # fmt: skip
+            "images_per_s": summary["images_per_s"], "seconds": summary["seconds"], **copies}  # fmt: skip
 
 
 def evaluate_segmenter(ctx: StudyContext, folder: Path, model: dict, name: str) -> dict:
