@@ -38,6 +38,7 @@ from echodiff.generation.clips import (
     clip_condition_maps,
     echonet_timing,
     generate_frames,
+    given_timing,
     synthesize_clips,
     temporal_change,
 )
@@ -410,6 +411,7 @@ def test_clip_timing_reads_the_train_videos_only(phantom_echonet, tmp_path):
     timing = echonet_timing(root)
     assert (timing["fps"], timing["videos"]) == (50.0, 1)
     assert timing["systole_frames"] == abs(train[0]["es_frame"] - train[0]["ed_frame"]) > 2
+    assert timing["systole_frames_range"] == [timing["systole_frames"]] * 2  # the range vary_timing draws from
     write_rows(root / "FileList.csv", [{**row, "Split": "TEST"} for row in filelist])
     with pytest.raises(EmptySplitError, match="FileList.csv lists no usable TRAIN video"):
         echonet_timing(root)
@@ -422,7 +424,7 @@ def test_synthetic_clips_are_an_echonet_folder_and_resume(phantom_camus, tmp_pat
                                                     "spade_intermediate_channels": 4},
                                 view_condition=True)  # fmt: skip  (each clip is generated in its view)
     generate = generator_fn(generator, sampler="euler", steps=2)
-    timing = {"fps": 50.0, "systole_frames": 3, "cycle_frames": 9, "videos": 0}
+    timing = given_timing(50.0, 3)
     out = tmp_path / "clips"
     summary = synthesize_clips(phantom_camus, out, generate, timing, splits=["training"], views=["4CH"], max_clips=2,
                                progress=False)  # fmt: skip
