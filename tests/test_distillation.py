@@ -345,6 +345,10 @@ def test_echonet_dice_and_paper_ef_proxy_read_the_traced_frames(phantom_echonet)
     area_ed, area_es, area_detected = float(ed_mask.sum()), float(es_mask.sum()), float(grow(ed_mask, 1).sum())
     assert row["ef_proxy_paper"] == pytest.approx(100 * (area_ed - area_es) / area_ed)  # traced frames, 80/255
     assert row["ef_proxy"] == pytest.approx(100 * (area_detected - area_es) / area_detected)  # detected, 25/255
+    # the jitter of the area curve that ED / ES detection and the EF proxy read (25/255, the video's grid)
+    area = (probs > 25 / 255).sum(dim=(1, 2)).double()
+    second = (area[2:] - 2 * area[1:-1] + area[:-2]).abs()
+    assert row["area_jitter"] == pytest.approx(float(second.mean() / area.mean()))
 
 
 def test_bad_inputs_end_with_one_line_through_monai_bundle_run(phantom_echonet, dfkd_teacher, tmp_path):

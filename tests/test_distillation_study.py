@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
 import torch
 from echodiff.bundle import REPO_BUNDLES
 from echodiff.distillation.study import COLUMNS, compare_students
@@ -33,6 +35,10 @@ def test_teacher_and_students_are_scored_and_written_with_the_documented_columns
     written = json.loads((out / "results.json").read_text())
     assert [set(COLUMNS) <= set(r) for r in written] == [True, True] and "echonet_videos" not in written[0]
     assert all(r["params"] > 0 and 0 <= r["dice_echonet"] <= 1 for r in written)
-    assert set(json.loads((out / "results_per_video.json").read_text())) == {"teacher", "tiny"}
+    per_video = json.loads((out / "results_per_video.json").read_text())
+    assert set(per_video) == {"teacher", "tiny"}
+    for row in written:  # the area curve's jitter: the mean of the videos' (those with a curve to measure)
+        jitters = [v["area_jitter"] for v in per_video[row["student"]] if np.isfinite(v["area_jitter"])]
+        assert row["area_jitter"] == pytest.approx(np.mean(jitters)) if jitters else np.isnan(row["area_jitter"])
     assert (out / "results.md").read_text().startswith("| " + " | ".join(COLUMNS))
     assert (out / "params_vs_dice.png").is_file()

@@ -1,7 +1,8 @@
 """Teacher vs distilled students on real data (echo_dfkd_segmentation; `scripts/dfkd_study.py` is its command line):
 train each student with the bundle's own train.json, score the teacher and every student on EchoNet-Dynamic videos (Dice
-at the traced frames, aFD for ED and ES, EF-proxy Pearson r ours and the paper's, frames/s) and on CAMUS frames (LV
-Dice), and write results.json, results_per_video.json, results.md and a parameters-vs-Dice plot (params_vs_dice.png).
+at the traced frames, aFD for ED and ES, EF-proxy Pearson r ours and the paper's, the LV area curve's jitter, frames/s)
+and on CAMUS frames (LV Dice), and write results.json, results_per_video.json, results.md and a parameters-vs-Dice
+plot (params_vs_dice.png).
 
 `students`: a JSON file listing {"name", "train_data" (words for the table), "dataset_dir", "targets_dir", "overrides"
 (train.json keys, e.g. k_blocks, n_layers, image_size, time_limit_minutes)}, optionally "extra_configs" (config files
@@ -34,7 +35,7 @@ __all__ = ["COLUMNS", "compare_students"]
 
 BUNDLE = "echo_dfkd_segmentation"
 COLUMNS = ("student", "k", "n", "params", "train_data", "dice_echonet", "dice_camus_lv", "afd_ed", "afd_es", "ef_r",
-           "ef_r_paper", "frames_per_s", "device")  # fmt: skip
+           "ef_r_paper", "area_jitter", "frames_per_s", "device")  # fmt: skip
 
 
 def _configs(*names: str) -> list[str]:
@@ -69,7 +70,7 @@ def _score(network: torch.nn.Module, clip_length: int, image_size: list[int], ec
     camus = evaluate_camus_lv(network, camus_dir, camus_split, image_size, device)
     return {"dice_echonet": echonet["dice"], "dice_camus_lv": camus["dice_lv"], "afd_ed": echonet["afd_ed"],
             "afd_es": echonet["afd_es"], "ef_r": echonet["ef_r"], "ef_r_paper": echonet["ef_r_paper"],
-            "frames_per_s": echonet["frames_per_s"],
+            "area_jitter": echonet["area_jitter"], "frames_per_s": echonet["frames_per_s"],
             "device": f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
             "echonet_videos": echonet["videos"]}  # fmt: skip
 
