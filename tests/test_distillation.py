@@ -53,6 +53,7 @@ from echodiff.errors import (
 )
 from echodiff.losses import SoftMaskDistillationLoss, student_channels
 from echodiff.networks import ConvLSTMSegmenter, FrameWise
+from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 from monai.networks.nets import DynUNet
 from monai.transforms import Affined, Compose
@@ -130,6 +131,18 @@ def test_targets_of_another_teacher_or_size_are_refused(teacher, dfkd_teacher, p
         produce_targets(load_weights(tiny_teacher(), other), other, sources, tmp_path, SIZE, progress=False)
     with pytest.raises(ConfigValueError, match="image_size differ"):
         produce_targets(teacher, dfkd_teacher, sources, tmp_path, [16, 16], progress=False)
+
+
+def test_a_clip_folder_trains_on_its_train_clips_and_selects_on_its_val_clips_only(phantom_echonet):
+    """Model selection of a data-free student reads its own (synthetic) VAL clips and the teacher's targets only."""
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "echo_dfkd_segmentation" / "configs" / "train.json"))
+    parser.update({"dataset_dir": str(phantom_echonet), "clip_length": 8})
+    split_of = {item["filename"]: item["split"] for item in list_echonet_videos(phantom_echonet)}
+    assert {split_of[s["name"]] for s in parser.get_parsed_content("train#sources")} == {"TRAIN"}
+    assert {split_of[s["name"]] for s in parser.get_parsed_content("validate#sources")} == {"VAL"}
+    assert parser.get_parsed_content("validate#dataset#clip_length") == 8  # the training window, first one of each
+    assert list(parser.get("validate#key_metric")) == ["val_distillation_loss"]  # the loss to the teacher's targets
 
 
 def test_clips_are_windows_of_frames_with_their_targets(teacher, dfkd_teacher, phantom_echonet, tmp_path):

@@ -5,9 +5,11 @@ and on CAMUS frames (LV Dice), and write results.json, results_per_video.json, r
 plot (params_vs_dice.png).
 
 `students`: a JSON file listing {"name", "train_data" (words for the table), "dataset_dir", "targets_dir", "overrides"
-(train.json keys, e.g. k_blocks, n_layers, image_size, time_limit_minutes)}, optionally "extra_configs" (config files
-of the bundle laid over train.json) and "eval_clip_length". A student whose training finished is not retrained (the
-bundle resumes a killed one); `train=False` only evaluates.
+(train.json keys, e.g. k_blocks, n_layers, image_size, clip_length, time_limit_minutes)}, optionally "extra_configs"
+(config files of the bundle laid over train.json), "eval_clip_length" (the window it is scored with; default its
+training `clip_length`: 1 on frames, 25 on videos unless overridden) and "data_free" (true for a student that never saw
+a real image and was selected on synthetic data only; default false). A student whose training finished is not
+retrained (the bundle resumes a killed one); `train=False` only evaluates.
 """
 
 
@@ -34,20 +36,23 @@ from echodiff.networks import FrameWise  # noqa: E402
 __all__ = ["COLUMNS", "compare_students"]
 
 BUNDLE = "echo_dfkd_segmentation"
-COLUMNS = ("student", "k", "n", "params", "train_data", "dice_echonet", "dice_camus_lv", "afd_ed", "afd_es", "ef_r",
-           "ef_r_paper", "area_jitter", "frames_per_s", "device")  # fmt: skip
+COLUMNS = ("student", "k", "n", "params", "clip_length", "train_data", "data_free", "dice_echonet", "dice_camus_lv",
+           "afd_ed", "afd_es", "ef_r", "ef_r_paper", "area_jitter", "frames_per_s", "device")  # fmt: skip
 
 
 def _configs(*names: str) -> list[str]:
     return [str(Path(find_bundle_root(BUNDLE)) / "configs" / name) for name in names]
 
 
-def _student(spec: dict, ckpt_dir: Path) -> torch.nn.Module:
+def _student(spec: dict, ckpt_dir: Path) -> tuple[torch.nn.Module, int]:
+    """The trained student and the window it is scored with: `eval_clip_length`, else its training `clip_length`."""
     parser = ConfigParser()
     parser.read_config(_configs("train.json", *spec.get("extra_configs", [])))
     parser.update({"dataset_dir": spec["dataset_dir"], **spec.get("overrides", {})})
     network = parser.get_parsed_content("network_def")
-    return load_weights(network, ckpt_dir / "model.pt", "student checkpoint", "train it first (--train true)")
+    clip_length = spec.get("eval_clip_length", parser.get_parsed_content("clip_length"))
+    hint = "train it first (--train true)"
+    return load_weights(network, ckpt_dir / "model.pt", "student checkpoint", hint), clip_length
 
 
 def _teacher(teacher_path: str, teacher_filters: list[int]) -> torch.nn.Module:
@@ -61,14 +66,14 @@ def _row(name: str, network: torch.nn.Module, spec: dict, scores: dict) -> dict:
     overrides = spec.get("overrides", {})
     return {"student": name, "k": overrides.get("k_blocks"), "n": overrides.get("n_layers"),
             "params": sum(p.numel() for p in network.parameters()), "train_data": spec.get("train_data", ""),
-            **scores}  # fmt: skip
+            "data_free": bool(spec.get("data_free", False)), **scores}  # fmt: skip
 
 
 def _score(network: torch.nn.Module, clip_length: int, image_size: list[int], echonet_dir: str, camus_dir: str,
            camus_split: str, device: str) -> dict:  # fmt: skip
     echonet = evaluate_echonet(network, echonet_dir, None, image_size, clip_length, device)
     camus = evaluate_camus_lv(network, camus_dir, camus_split, image_size, device)
-    return {"dice_echonet": echonet["dice"], "dice_camus_lv": camus["dice_lv"], "afd_ed": echonet["afd_ed"],
+    return {"clip_length": clip_length, "dice_echonet": echonet["dice"], "dice_camus_lv": camus["dice_lv"], "afd_ed": echonet["afd_ed"],
             "afd_es": echonet["afd_es"], "ef_r": echonet["ef_r"], "ef_r_paper": echonet["ef_r_paper"],
             "area_jitter": echonet["area_jitter"], "frames_per_s": echonet["frames_per_s"],
             "device": f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
@@ -116,8 +121,7 @@ def compare_students(students: str, teacher_path: str, echonet_dir: str, camus_d
                        dataset_dir=spec["dataset_dir"], teacher_path=teacher_path, ckpt_dir=str(ckpt_dir),
                        output_dir=str(ckpt_dir / "eval"), targets_dir=spec["targets_dir"], image_size=image_size,
                        progress_bar=True, **spec.get("overrides", {}))  # fmt: skip
-        network = _student(spec, ckpt_dir)
-        clip_length = spec.get("eval_clip_length", 1)
+        network, clip_length = _student(spec, ckpt_dir)
         rows.append(_row(spec["name"], network, spec,
                          _score(network, clip_length, image_size, echonet_dir, camus_dir, camus_split, device)))
     out = Path(out_dir)
