@@ -9,7 +9,8 @@ plot (params_vs_dice.png).
 (config files of the bundle laid over train.json), "eval_clip_length" (the window it is scored with; default its
 training `clip_length`: 1 on frames, 25 on videos unless overridden) and "data_free" (true for a student that never saw
 a real image and was selected on synthetic data only; default false). A student whose training finished is not
-retrained (the bundle resumes a killed one); `train=False` only evaluates.
+retrained (the bundle resumes a killed one); `train=False` only evaluates; `only` trains and scores the named students
+alone (two processes side by side, then one `train=False` run over the whole file).
 """
 
 
@@ -29,7 +30,7 @@ from monai.bundle import run as bundle_run  # noqa: E402
 
 from echodiff.bundle import find_bundle_root, load_weights  # noqa: E402
 from echodiff.distillation.evaluation import evaluate_camus_lv, evaluate_echonet  # noqa: E402
-from echodiff.errors import as_flag  # noqa: E402
+from echodiff.errors import ConfigKeyError, as_flag  # noqa: E402
 from echodiff.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from echodiff.networks import FrameWise  # noqa: E402
 
@@ -73,8 +74,9 @@ def _score(network: torch.nn.Module, clip_length: int, image_size: list[int], ec
            camus_split: str, device: str) -> dict:  # fmt: skip
     echonet = evaluate_echonet(network, echonet_dir, None, image_size, clip_length, device)
     camus = evaluate_camus_lv(network, camus_dir, camus_split, image_size, device)
-    return {"clip_length": clip_length, "dice_echonet": echonet["dice"], "dice_camus_lv": camus["dice_lv"], "afd_ed": echonet["afd_ed"],
-            "afd_es": echonet["afd_es"], "ef_r": echonet["ef_r"], "ef_r_paper": echonet["ef_r_paper"],
+    return {"clip_length": clip_length, "dice_echonet": echonet["dice"], "dice_camus_lv": camus["dice_lv"],
+            "afd_ed": echonet["afd_ed"], "afd_es": echonet["afd_es"], "ef_r": echonet["ef_r"],
+            "ef_r_paper": echonet["ef_r_paper"],
             "area_jitter": echonet["area_jitter"], "frames_per_s": echonet["frames_per_s"],
             "device": f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
             "echonet_videos": echonet["videos"]}  # fmt: skip
@@ -107,9 +109,18 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 def compare_students(students: str, teacher_path: str, echonet_dir: str, camus_dir: str, camus_split: str = "testing",
          workdir: str = "runs/dfkd", out_dir: str = "runs/dfkd/report", teacher_filters: list[int] | None = None,
-         image_size: list[int] | None = None, train: bool = True, device: str = "cpu") -> list[dict]:  # fmt: skip
-    """Train (unless trained) and score every student of the `students` file, and the teacher (module docstring)."""
+         image_size: list[int] | None = None, train: bool = True, device: str = "cpu",
+         only: str | list[str] | None = None) -> list[dict]:  # fmt: skip
+    """Train (unless trained) and score every student of the `students` file, or the students named in `only` (e.g.
+    two processes side by side, each with its own `out_dir`), and the teacher (module docstring)."""
     specs = json.loads(Path(students).read_text())
+    if only is not None:
+        names = [only] if isinstance(only, str) else list(only)
+        unknown = sorted(set(names) - {spec["name"] for spec in specs})
+        if unknown:
+            raise ConfigKeyError(f"only={unknown} names no student of {students}; expected some of "
+                                 f"{', '.join(spec['name'] for spec in specs)}")  # fmt: skip
+        specs = [spec for spec in specs if spec["name"] in names]
     image_size = list(image_size or [64, 64])
     teacher = _teacher(teacher_path, list(teacher_filters or [32, 64, 128, 256, 320]))
     rows = [_row("teacher", teacher, {"train_data": "real CAMUS frames with labels"},
