@@ -8,7 +8,8 @@ parameters-vs-Dice plot (library: `echodiff.distillation.study`).
 
 STUDENTS.json: a list of {"name", "train_data" (words for the table), "dataset_dir", "overrides" (train.json keys,
 e.g. k_blocks, n_layers, image_size, time_limit_minutes)}. A student whose training finished is not retrained (the
-bundle resumes a killed one); `--train false` only evaluates.
+bundle resumes a killed one); `--train false` only evaluates; `--only "[NAME]"` trains and scores the named students
+alone (runs side by side, each with its own --out_dir; then one `--train false` run over the whole file).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from echodiff.generation.clips import (
     clip_condition_maps,
     echonet_timing,
     generate_frames,
+    given_timing,
     synthesize_clips,
     temporal_change,
 )
@@ -52,6 +53,7 @@ from echodiff.errors import (
 )
 from echodiff.losses import SoftMaskDistillationLoss, student_channels
 from echodiff.networks import ConvLSTMSegmenter, FrameWise
+from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 from monai.networks.nets import DynUNet
 from monai.transforms import Affined, Compose
@@ -129,6 +131,18 @@ def test_targets_of_another_teacher_or_size_are_refused(teacher, dfkd_teacher, p
         produce_targets(load_weights(tiny_teacher(), other), other, sources, tmp_path, SIZE, progress=False)
     with pytest.raises(ConfigValueError, match="image_size differ"):
         produce_targets(teacher, dfkd_teacher, sources, tmp_path, [16, 16], progress=False)
+
+
+def test_a_clip_folder_trains_on_its_train_clips_and_selects_on_its_val_clips_only(phantom_echonet):
+    """Model selection of a data-free student reads its own (synthetic) VAL clips and the teacher's targets only."""
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "echo_dfkd_segmentation" / "configs" / "train.json"))
+    parser.update({"dataset_dir": str(phantom_echonet), "clip_length": 8})
+    split_of = {item["filename"]: item["split"] for item in list_echonet_videos(phantom_echonet)}
+    assert {split_of[s["name"]] for s in parser.get_parsed_content("train#sources")} == {"TRAIN"}
+    assert {split_of[s["name"]] for s in parser.get_parsed_content("validate#sources")} == {"VAL"}
+    assert parser.get_parsed_content("validate#dataset#clip_length") == 8  # the training window, first one of each
+    assert list(parser.get("validate#key_metric")) == ["val_distillation_loss"]  # the loss to the teacher's targets
 
 
 def test_clips_are_windows_of_frames_with_their_targets(teacher, dfkd_teacher, phantom_echonet, tmp_path):
@@ -344,6 +358,10 @@ def test_echonet_dice_and_paper_ef_proxy_read_the_traced_frames(phantom_echonet)
     area_ed, area_es, area_detected = float(ed_mask.sum()), float(es_mask.sum()), float(grow(ed_mask, 1).sum())
     assert row["ef_proxy_paper"] == pytest.approx(100 * (area_ed - area_es) / area_ed)  # traced frames, 80/255
     assert row["ef_proxy"] == pytest.approx(100 * (area_detected - area_es) / area_detected)  # detected, 25/255
+    # the jitter of the area curve that ED / ES detection and the EF proxy read (25/255, the video's grid)
+    area = (probs > 25 / 255).sum(dim=(1, 2)).double()
+    second = (area[2:] - 2 * area[1:-1] + area[:-2]).abs()
+    assert row["area_jitter"] == pytest.approx(float(second.mean() / area.mean()))
 
 
 def test_bad_inputs_end_with_one_line_through_monai_bundle_run(phantom_echonet, dfkd_teacher, tmp_path):
@@ -410,6 +428,7 @@ def test_clip_timing_reads_the_train_videos_only(phantom_echonet, tmp_path):
     timing = echonet_timing(root)
     assert (timing["fps"], timing["videos"]) == (50.0, 1)
     assert timing["systole_frames"] == abs(train[0]["es_frame"] - train[0]["ed_frame"]) > 2
+    assert timing["systole_frames_range"] == [timing["systole_frames"]] * 2  # the range vary_timing draws from
     write_rows(root / "FileList.csv", [{**row, "Split": "TEST"} for row in filelist])
     with pytest.raises(EmptySplitError, match="FileList.csv lists no usable TRAIN video"):
         echonet_timing(root)
@@ -422,7 +441,7 @@ def test_synthetic_clips_are_an_echonet_folder_and_resume(phantom_camus, tmp_pat
                                                     "spade_intermediate_channels": 4},
                                 view_condition=True)  # fmt: skip  (each clip is generated in its view)
     generate = generator_fn(generator, sampler="euler", steps=2)
-    timing = {"fps": 50.0, "systole_frames": 3, "cycle_frames": 9, "videos": 0}
+    timing = given_timing(50.0, 3)
     out = tmp_path / "clips"
     summary = synthesize_clips(phantom_camus, out, generate, timing, splits=["training"], views=["4CH"], max_clips=2,
                                progress=False)  # fmt: skip

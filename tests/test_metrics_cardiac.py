@@ -7,6 +7,7 @@ import pytest
 import torch
 from echodiff.errors import ConfigKeyError, ShapeMismatchError
 from echodiff.metrics.cardiac import (
+    area_jitter,
     detect_ed_es,
     ef_proxy,
     frame_detection_error,
@@ -84,6 +85,17 @@ def test_paper_ef_proxy_reads_the_reference_frames_at_80_of_255_and_scores_an_em
     probs[2, 0] = 0.9  # 4 px
     assert paper_ef_proxy(probs, 0, 2) == pytest.approx(50.0)
     assert paper_ef_proxy(probs, 1, 2) == 0.0  # empty ED: 0, not nan (the video stays in r)
+
+
+def test_area_jitter_is_small_for_a_smooth_cycle_grows_with_frame_noise_and_ignores_scale():
+    rng = np.random.default_rng(0)
+    assert area_jitter(np.linspace(800, 1200, 50)) == pytest.approx(0.0, abs=1e-12)  # a straight line: no jitter
+    smooth = area_jitter(COSINE_AREA)
+    assert smooth <= 0.2 * (2 * np.pi / 30) ** 2  # relative amplitude 0.2, 30-frame cycle: at most c (2 pi / T)^2
+    jitters = [area_jitter(COSINE_AREA * (1 + s * rng.standard_normal(60))) for s in (0.005, 0.02, 0.05)]
+    assert smooth < jitters[0] < jitters[1] < jitters[2] and jitters[1] == pytest.approx(2 * 0.02, rel=0.25)
+    assert area_jitter(3 * COSINE_AREA) == pytest.approx(smooth)  # relative to the mean area: any grid, any size
+    assert np.isnan(area_jitter([100, 90])) and np.isnan(area_jitter(np.zeros(10)))
 
 
 def test_pearson_matches_numpy_corrcoef():

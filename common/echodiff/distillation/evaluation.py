@@ -5,7 +5,8 @@
   frames are the references, ED = the larger tracing), EF proxy per video and its Pearson r with FileList.csv's EF,
   two ways: ours (`ef_proxy`, `ef_r`: areas p > 25/255 at the detected ED / ES frames, videos with an empty ED left
   out of r) and the paper's (`ef_proxy_paper`, `ef_r_paper`: areas p > 80/255 at the traced frames, an empty ED
-  scored 0), so our r can be set beside the published one.
+  scored 0), so our r can be set beside the published one; and the jitter of each video's LV area curve
+  (`area_jitter`, ours: mean |second difference| over the mean area), the noise those frame picks and ratios read.
 - CAMUS layout (frames + label maps): Dice of the LV cavity (label 1) on the label map's own grid.
 """
 
@@ -27,6 +28,7 @@ from echodiff.data.echonet import check_traced_videos, list_echonet, load_echone
 from echodiff.engines.run_report import outputs_written
 from echodiff.io import atomic_write_json
 from echodiff.metrics.cardiac import (
+    area_jitter,
     frame_detection_error,
     paper_ef_proxy,
     pearson_r,
@@ -61,7 +63,7 @@ def evaluate_echonet(
             "dice_ed": segmentation_dice_at_threshold(probs[item["ed_frame"]], data["ed_mask"]),
             "dice_es": segmentation_dice_at_threshold(probs[item["es_frame"]], data["es_mask"]),
             "ef_proxy": lv["ef_proxy"], "ef_proxy_paper": paper_ef_proxy(probs, item["ed_frame"], item["es_frame"]),
-            "ef": item["ef"],
+            "ef": item["ef"], "area_jitter": area_jitter(lv["area"]),
         })  # fmt: skip
         frames_seen += len(frames)
     seconds = time.perf_counter() - start
@@ -75,8 +77,14 @@ def evaluate_echonet(
         "ef_r": pearson_r([r["ef_proxy"] for r in finite], [r["ef"] for r in finite]) if len(finite) > 2 else None,
         "ef_r_paper": pearson_r([r["ef_proxy_paper"] for r in rows], [r["ef"] for r in rows]) if len(rows) > 2
         else None,
+        "area_jitter": _finite_mean([r["area_jitter"] for r in rows]),
         "frames_per_s": frames_seen / seconds if seconds > 0 else 0.0,
     }
+
+
+def _finite_mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 @torch.no_grad()

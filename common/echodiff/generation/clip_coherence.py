@@ -1,11 +1,13 @@
 """Synthetic cine clips from a trained generator (`echodiff.generation.clips`) with their temporal coherence measured
 against real clips (`scripts/synthesize_clips.py` is its command line).
 
-Timing (frame rate, systole length) comes from the TRAIN videos of the EchoNet-Dynamic folder `reference_dir`, or from
-`fps` and `systole_frames` when there is none. Writes `coherence.json`: `temporal_change` (mean |frame t+1 - frame t|
-inside the sector) of the synthetic clips (shared start noise per clip), of one clip regenerated with independent noise
-per frame (the ablation of the shared noise), and of the real clips, all at the generator's size; and `strip.png`
-(frames and label maps of the first clip). Running it again with the same arguments resumes.
+Timing (frame rate, systole length and its range) comes from the TRAIN videos of the EchoNet-Dynamic folder
+`reference_dir`, or from `fps` and `systole_frames` (a number or a [low, high] range) when there is none. Writes
+`coherence.json`: `temporal_change` (mean |frame t+1 - frame t| inside the sector) of the synthetic clips (`synthetic`:
+start noise shared, or partly renewed per frame with `renewal`), of one clip regenerated with independent noise per
+frame (`synthetic_independent_noise`, the ablation of the shared noise), and of the real TRAIN clips of
+`reference_dir` (`real`; test videos never tune the clips), all at the generator's size; and `strip.png` (frames and
+label maps of the first clip). Running it again with the same arguments resumes.
 """
 
 
@@ -24,12 +26,14 @@ import torch  # noqa: E402
 from echodiff.data.conditioning import sector_mask  # noqa: E402
 from echodiff.data.echonet import list_echonet_videos, read_video  # noqa: E402
 from echodiff.data.label_motion import SYSTOLE_FRACTION  # noqa: E402
+from echodiff.errors import as_flag  # noqa: E402
 from echodiff.distillation.sources import resize_frames  # noqa: E402
 from echodiff.generation.checkpoints import load_generator  # noqa: E402
 from echodiff.generation.clips import (  # noqa: E402
     clip_condition_maps,
     echonet_timing,
     generate_frames,
+    given_timing,
     synthesize_clips,
     temporal_change,
 )
@@ -63,7 +67,7 @@ def _independent_noise_change(generate, out_dir: Path, name: str, seed: int) -> 
     labels = np.load(out_dir / "Labels" / f"{name}.npy")
     sector = torch.as_tensor(_sector(_frames(out_dir / "Videos" / f"{name}.avi", generate.image_size)))
     cond = clip_condition_maps(sector, labels)
-    view = name.rsplit("_", 1)[1]  # clips are named <patient>_<view>
+    view = json.loads((out_dir / "Labels" / f"{name}.json").read_text())["view"]
     images = generate_frames(generate, cond, [seed + 1 + t for t in range(len(cond))], view)
     return temporal_change(images[:, 0], sector)
 
@@ -93,35 +97,41 @@ def synthesize_and_measure_clips(
     out_dir: str,
     reference_dir: str | None = None,
     fps: float = 50.0,
-    systole_frames: int = 16,
+    systole_frames: int | list[int] = 16,
+    systole_fraction: float | list[float] = SYSTOLE_FRACTION,
     sampler: str | None = None,
     steps: int | None = None,
     max_clips: int | None = None,
     split: str | list[str] = ("training", "validation"),
     views: str | list[str] = ("4CH", "2CH"),
+    k: int = 1,
+    augment: bool = False,
+    vary_timing: bool = False,
+    renewal: float = 0.0,
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
-    """One clip per patient view of `split` (at most `max_clips` per split), then coherence.json and strip.png
-    (module docstring)."""
+    """`k` clips per patient view of `split` (at most `max_clips` patient views per split; `augment`, `vary_timing`,
+    `systole_fraction` and `renewal` as in `synthesize_clips`), then coherence.json and strip.png (module docstring)."""
     generator = load_generator(checkpoint, map_location=device)
     generate = generator_fn(generator, sampler=sampler, steps=steps, device=device)
-    timing = echonet_timing(reference_dir) if reference_dir is not None else {
-        "fps": float(fps), "systole_frames": int(systole_frames),
-        "cycle_frames": int(round(systole_frames / SYSTOLE_FRACTION)), "videos": 0}  # fmt: skip
+    timing = (echonet_timing(reference_dir, systole_fraction) if reference_dir is not None
+              else given_timing(fps, systole_frames, systole_fraction))  # fmt: skip
     splits = [split] if isinstance(split, str) else list(split)
     summary = synthesize_clips(source_dir, out_dir, generate, timing, splits=splits,
                                views=[views] if isinstance(views, str) else list(views), max_clips=max_clips,
-                               seed=seed, progress=progress)  # fmt: skip
+                               seed=seed, progress=progress, k=k, augment=as_flag(augment, "augment"),
+                               vary_timing=as_flag(vary_timing, "vary_timing"), renewal=renewal)  # fmt: skip
     out = Path(out_dir)
     synthetic = sorted((out / "Videos").glob("*.avi"))
-    coherence = {"synthetic_shared_noise": float(np.mean(_coherence_of_videos(synthetic, generator.image_size))),
+    coherence = {"synthetic": float(np.mean(_coherence_of_videos(synthetic, generator.image_size))),
                  "synthetic_independent_noise": _independent_noise_change(generate, out, synthetic[0].stem, seed)}
     if reference_dir is not None:
-        real = [Path(item["video"]) for item in list_echonet_videos(reference_dir)]
+        real = [Path(item["video"]) for item in list_echonet_videos(reference_dir, "TRAIN")]
         coherence["real"] = float(np.mean(_coherence_of_videos(real, generator.image_size)))
-    report = {**summary, "timing": timing, "temporal_change": coherence, "image_size": generator.image_size,
+    report = {**summary, "timing": timing, "renewal": renewal, "temporal_change": coherence,
+              "image_size": generator.image_size,
               "strip": str(_strip(out, synthetic[0].stem))}  # fmt: skip
     atomic_write_json(out / COHERENCE_FILE, report)
     print(json.dumps(report, indent=2))

@@ -433,22 +433,33 @@ class GeneratorFn:
         churn = None if self.churn is None else dataclasses.asdict(self.churn)
         return {"model": self.generator.model, "sampler": self.sampler, "steps": self.steps, "churn": churn}
 
+    def start_noise(self, cond_maps: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        """Unit start noise n (x_0 = sigma_max n, EDM family) for `cond_maps`, image b's from `seeds[b]`: what a call
+        without `noise` starts from."""
+        if self.generator.scheduler is not None:
+            raise ConfigValueError(
+                f"model {self.generator.model!r} starts from its scheduler's prior; start noise (e.g. the clips' "
+                f"renewal) applies to the EDM-family models (vp, ve, edm, edm_l128, edm_l64)"
+            )
+        rngs = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
+        return rng.randn(self.generator.diffusion_shape(cond_maps), rngs, device=self.device)
+
     @torch.no_grad()
     def __call__(
-        self, cond_maps: torch.Tensor, seeds: Sequence[int], views: Sequence[str] | str | None = None
-    ) -> tuple[torch.Tensor, int]:
+        self, cond_maps: torch.Tensor, seeds: Sequence[int], views: Sequence[str] | str | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, int]:  # fmt: skip
+        """Images and NFE of `cond_maps`; `noise` (EDM family) replaces the start noise drawn from `seeds` (which
+        still feed a stochastic sampler's churn)."""
         cond_maps = cond_maps.to(self.device)
         rngs = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
-        if self.churn is None and self.generator.scheduler is None:
+        if noise is None and self.churn is None and self.generator.scheduler is None:
             # deterministic ODE sampling: the start noise is the only randomness
-            noise = rng.randn(self.generator.diffusion_shape(cond_maps), rngs, device=self.device)
-            images, nfe = self.generator.sample(cond_maps, sampler=self.sampler, steps=self.steps, noise=noise,
-                                                views=views, callback=self.callback)
-        else:
-            images, nfe = self.generator.sample(
-                cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rngs, views=views,
-                callback=self.callback,
-            )
+            noise = self.start_noise(cond_maps, seeds)
+        images, nfe = self.generator.sample(
+            cond_maps, sampler=self.sampler, steps=self.steps, churn=self.churn, generator=rngs, views=views,
+            callback=self.callback, noise=None if noise is None else noise.to(self.device),
+        )
         return images.float().cpu(), nfe
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from echodiff.metrics.bootstrap import is_tie, patient_bootstrap
 from echodiff.metrics.cardiac import (
+    area_jitter,
     detect_ed_es,
     ef_proxy,
     frame_detection_error,
@@ -25,6 +26,7 @@ from echodiff.metrics.segmentation import (
 )
 
 __all__ = [
+    "area_jitter",
     "bootstrap_accuracy",
     "camus_dice",
     "camus_dice_batch",

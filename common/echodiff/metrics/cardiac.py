@@ -3,6 +3,7 @@
 Area curve A[t] = number of pixels with probability > 25/255; ED/ES frames from the z-normalised
 curve; aFD = mean |estimate - reference| frames; EF proxy = 100 (A_ED - A_ES) / A_ED at the detected frames (ours), or
 at the reference (traced) frames with areas at 80/255 and an empty ED scored 0 (`paper_ef_proxy`, the EchoDFKD code).
+The curve's frame-to-frame jitter (`area_jitter`, ours) says how much noise those frame picks and area ratios read.
 """
 
 from __future__ import annotations
@@ -98,6 +99,18 @@ def paper_ef_proxy(probs: Values, ed_frame: int, es_frame: int, threshold: float
     frames of probs (T, H, W); an empty ED scores 0 instead of nan, so the video stays in the correlation."""
     area_ed, area_es = lv_area_curve(_numpy(probs)[[ed_frame, es_frame]], threshold)
     return float(np.nan_to_num(ef_proxy(area_ed, area_es), nan=0.0))
+
+
+def area_jitter(area: Values) -> float:
+    """Frame-to-frame jitter of an LV area curve A[t] (ours, not the paper's): mean |A[t+1] - 2 A[t] + A[t-1]| over
+    the mean area. The second difference leaves out the cycle's own slow change (a cosine cycle of T frames and
+    relative amplitude c scores at most c (2 pi / T)^2) and keeps frame-to-frame noise (white noise of relative standard
+    deviation s scores about 2 s); nan for fewer than 3 frames or an empty curve."""
+    curve = _numpy(area).reshape(-1)
+    mean = curve.mean() if curve.size else 0.0
+    if curve.size < 3 or mean == 0:
+        return float("nan")
+    return float(np.abs(np.diff(curve, n=2)).mean() / mean)
 
 
 def pearson_r(x: Values, y: Values) -> float:
