@@ -28,14 +28,16 @@ def test_flop_counter_gives_the_analytic_count_of_a_convolution_and_a_linear_lay
     assert flops.count_flops(nn.Linear(10, 6), torch.randn(4, 10)) == 2 * 4 * 10 * 6
 
 
-@pytest.mark.parametrize("model, sampler, steps", [("edm_l64", "heun", 2), ("sdm", "ddpm", None)])
-def test_meta_count_equals_a_real_cpu_count_and_the_flops_of_a_whole_sample(model, sampler, steps):
+@pytest.mark.parametrize("model, sampler, steps, views", [("edm_l64", "heun", 2, False), ("sdm", "ddpm", None, False),
+                                                          ("edm_l64", "heun", 2, True)])  # fmt: skip
+def test_meta_count_equals_a_real_cpu_count_and_the_flops_of_a_whole_sample(model, sampler, steps, views):
     torch.manual_seed(0)
-    generator = build_generator(model, SIZE, diffusion={"num_train_timesteps": 4} if model == "sdm" else None).eval()
+    generator = build_generator(model, SIZE, diffusion={"num_train_timesteps": 4} if model == "sdm" else None,
+                                view_condition=views).eval()  # fmt: skip
     cond = bench.benchmark_condition_map(SIZE, 1)
     on_cpu = flops.network_and_decoder_flops(generator)
     with FlopCounterMode(display=False) as counter:
-        _, nfe = generator.sample(cond, sampler=sampler, steps=steps)
+        _, nfe = generator.sample(cond, sampler=sampler, steps=steps, views="4CH" if views else None)
     assert nfe == flops.count_nfe(generator, cond, sampler, steps, None) == {"edm_l64": 3, "sdm": 4}[model]
     assert counter.get_total_flops() == nfe * on_cpu[0] + on_cpu[1]
     assert (on_cpu[1] > 0) == (model == "edm_l64")

@@ -33,13 +33,15 @@ def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
 
 
 def network_and_decoder_flops(generator: LabelToImageGenerator) -> tuple[int, int]:
-    """FLOPs of one network call and of decoding one image (0 in pixel space), for a batch of 1, on its device."""
+    """FLOPs of one network call (with a view label for a view-conditioned generator) and of decoding one image (0 in
+    pixel space), for a batch of 1, on its device."""
     device = next(generator.parameters()).device
     grid = generator.image_size // generator.latent_factor
     x = torch.zeros(1, generator.channels, grid, grid, device=device)
     seg = torch.zeros(1, N_CONDITION_CLASSES, grid, grid, device=device)
     sector = torch.ones(1, 1, generator.image_size, generator.image_size, device=device)
-    network = count_flops(network_of(generator), x, torch.full((1,), 500.0, device=device), seg=seg)
+    views = {"class_labels": torch.zeros(1, dtype=torch.long, device=device)} if generator.view_conditioned else {}
+    network = count_flops(network_of(generator), x, torch.full((1,), 500.0, device=device), seg=seg, **views)
     return network, count_flops(generator.from_diffusion, x, sector)
 
 
@@ -64,4 +66,5 @@ def count_nfe(generator: LabelToImageGenerator, cond: torch.Tensor, sampler: str
               churn: ChurnSpec | None) -> int:
     """NFE of one `sample` call, taken from the sampling code itself with the networks stubbed out."""
     with networks_stubbed(generator):
-        return generator.sample(cond[:1], sampler=sampler, steps=steps, churn=churn)[1]
+        views = "2CH" if generator.view_conditioned else None
+        return generator.sample(cond[:1], sampler=sampler, steps=steps, churn=churn, views=views)[1]
