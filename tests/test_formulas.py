@@ -17,7 +17,8 @@ from echodiff.samplers import ChurnSpec
 from echodiff.samplers.dpm_solver import dpmpp_2m
 from echodiff.samplers.ode import euler
 from echodiff.samplers.sigma_schedules import karras_sigmas
-from echodiff.schedulers import GammaDDIMScheduler, GammaDDPMScheduler, ddim_step
+from echodiff.errors import ConfigKeyError
+from echodiff.schedulers import GammaDDIMScheduler, GammaDDPMScheduler, ddim_step, get_noise_scheduler
 
 SIGMA_DATA = 0.5
 
@@ -163,3 +164,35 @@ def test_gamma_vae_loss_weights_are_the_papers() -> None:
 
     kl = kl_divergence(Gamma(torch.tensor(3.75), torch.tensor(10.8)), Gamma(torch.tensor(2.0), torch.tensor(10.8)))
     assert off_prior["kl"] == pytest.approx(1e-3 * float(kl), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gamma"])
+def test_ddim_step_of_an_x0_model_equals_that_of_the_matching_eps_model(kind) -> None:
+    """A "sample" (x_0) prediction and the eps it implies, eps = (x_t - sqrt(ab_t) x_0) / sqrt(1 - ab_t) (Ho et al.
+    2020, Eq. 4), give the same DDIM step (Song et al. 2021, Eq. 12)."""
+    epsilon = get_noise_scheduler(kind, "ddpm", num_train_timesteps=100, schedule="cosine")
+    sample = get_noise_scheduler(kind, "ddpm", num_train_timesteps=100, schedule="cosine", prediction_type="sample")
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 4, 8, 8, generator=generator) * 1.8 - 0.9
+    eps = torch.randn(2, 4, 8, 8, generator=generator)
+    t, t_prev = 60, 20
+    ab = float(epsilon.alphas_cumprod[t])
+    x_t = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
+    assert torch.allclose(ddim_step(sample, x0, t, t_prev, x_t), ddim_step(epsilon, eps, t, t_prev, x_t), atol=1e-5)
+    ab_prev = float(epsilon.alphas_cumprod[t_prev])
+    expected = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps  # eta = 0: x_0 and eps carried to t_prev
+    assert torch.allclose(ddim_step(sample, x0, t, t_prev, x_t), expected, atol=1e-5)
+
+
+def test_cosine_schedule_at_T_1000_is_nichol_and_dhariwal_eq_17() -> None:
+    """alpha_bar_t = f(t) / f(0), f(t) = cos^2((t / T + s) / (1 + s) pi / 2), s = 0.008 (Nichol & Dhariwal 2021,
+    Eq. 17), the schedule of Guo et al. 2022; paper step t is MONAI index t - 1."""
+    scheduler = get_noise_scheduler("gaussian", "ddpm", num_train_timesteps=1000, schedule="cosine")
+
+    def f(t: int) -> float:
+        return math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    for t in (1, 50, 300, 500, 900):
+        assert float(scheduler.alphas_cumprod[t - 1]) == pytest.approx(f(t) / f(0), rel=1e-4)
+    with pytest.raises(ConfigKeyError, match=r"unknown noise schedule 'cosin'; expected one of"):
+        get_noise_scheduler("gaussian", "ddpm", schedule="cosin")

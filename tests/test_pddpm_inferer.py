@@ -1,5 +1,6 @@
 """PD-DDPM sampling inferer (echodiff.inferers.pddpm): forward rule of the start point, T' = T is plain DDPM, ensemble
-and uncertainty, step grids, oracle recovery of x_0, and the errors a user sees."""
+and uncertainty, step grids, oracle recovery of x_0, the denoiser that starts as its pre-segmentation
+(echodiff.networks.PresegmentationResidualUNet), and the errors a user sees."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from echodiff.inferers import (
     mask_to_x0,
     x0_to_probabilities,
 )
+from echodiff.networks import PresegmentationResidualUNet
 from echodiff.schedulers import get_noise_scheduler
 from monai.inferers import DiffusionInferer
 from monai.networks.nets import DiffusionModelUNet, DynUNet
@@ -44,6 +46,14 @@ def _tiny_unet() -> DiffusionModelUNet:
     torch.manual_seed(0)
     return DiffusionModelUNet(
         spatial_dims=2, in_channels=5, out_channels=4, channels=(8, 16), attention_levels=(False, False),
+        num_res_blocks=1, norm_num_groups=8, num_head_channels=8,
+    ).eval()
+
+
+def _residual_unet() -> PresegmentationResidualUNet:
+    torch.manual_seed(0)
+    return PresegmentationResidualUNet(
+        spatial_dims=2, in_channels=9, out_channels=4, channels=(8, 16), attention_levels=(False, False),
         num_res_blocks=1, norm_num_groups=8, num_head_channels=8,
     ).eval()
 
@@ -136,6 +146,33 @@ def test_oracle_noise_prediction_recovers_the_mask_with_zero_uncertainty(step_ru
     assert torch.equal(out["pred"].argmax(dim=1, keepdim=True), mask)
     assert out["pred"].min() >= 0 and out["pred"].max() <= 1
     assert out["uncertainty"].abs().max().item() < 1e-5
+
+
+def test_refining_denoiser_starts_as_its_presegmentation_and_checks_its_input():
+    network, x = _residual_unet(), torch.randn(3, 9, SIZE, SIZE)
+    assert torch.equal(network(x, torch.tensor([0, 50, 99])), x[:, 5:])  # x_0 = x_pre before training, at every t
+    with pytest.raises(ShapeMismatchError, match=r"denoiser input has 5 channels; expected 9 = x_t, image and the"):
+        network(torch.randn(1, 5, SIZE, SIZE), torch.tensor([0]))
+    with pytest.raises(ConfigValueError, match=r"in_channels=8; expected mask \(4\) \+ image \(>= 1\)"):
+        PresegmentationResidualUNet(spatial_dims=2, in_channels=8, out_channels=4, channels=(8, 16),
+                                    attention_levels=(False, False), norm_num_groups=8)
+
+
+@pytest.mark.parametrize("step_rule, steps", [("ddpm", None), ("ddim", 4)])
+def test_untrained_refining_denoiser_returns_the_presegmentation_label_map(step_rule, steps):
+    """x_0-predicting scheduler, denoiser conditioned on the soft pre-segmentation: PD-DDPM from T' ends where the
+    pre-segmentation is, with DDPM and with DDIM steps, and the ensemble members agree."""
+    scheduler = get_noise_scheduler("gaussian", "ddpm", num_train_timesteps=100, schedule="cosine",
+                                    prediction_type="sample")
+    mask, seen = _mask(), []
+    network = _residual_unet()
+    network.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    inferer = PDDPMInferer(scheduler, presegmentation=_fixed_presegmentation(mask), t_prime=30, ensemble=2,
+                           step_rule=step_rule, steps=steps, condition_on_presegmentation=True)
+    out = inferer(torch.rand(2, 1, SIZE, SIZE), network, torch.Generator().manual_seed(0))
+    assert torch.equal(out["pred"].argmax(dim=1, keepdim=True), mask.expand(2, -1, -1, -1))
+    assert out["uncertainty"].max().item() < 1e-6
+    assert seen == [9] * (steps or 30)
 
 
 def test_ensemble_output_shapes_and_ranges():
@@ -245,6 +282,8 @@ def test_bad_settings_are_refused_with_clear_messages(tmp_path):
         PDDPMInferer(scheduler, presegmentation=preseg, ensemble=0)
     with pytest.raises(ConfigValueError, match=r"t_prime=300 < T=1000 starts from a pre-segmentation"):
         PDDPMInferer(scheduler, t_prime=300)
+    with pytest.raises(ConfigValueError, match=r"condition_on_presegmentation=True conditions every step on the"):
+        PDDPMInferer(scheduler, t_prime=1000, condition_on_presegmentation=True)
     with pytest.raises(ConfigValueError, match=r"steps=50 with step_rule='ddpm'"):
         PDDPMInferer(scheduler, presegmentation=preseg, t_prime=300, steps=50)
     with pytest.raises(ConfigValueError, match=r"steps=400; expected 1..t_prime=300"):

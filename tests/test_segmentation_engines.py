@@ -1,5 +1,5 @@
-"""Segmentation engines: mask-diffusion training batches, CAMUS scores and key metric, uncertainty-vs-error statistics,
-the report handler (JSON + markdown) and the NIfTI/PNG writer."""
+"""Segmentation engines: mask-diffusion training batches (also conditioned on a pre-segmentation), CAMUS scores and key
+metric, uncertainty-vs-error statistics, the report handler (JSON + markdown) and the NIfTI/PNG writer."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from echodiff.data.camus import read_camus_array, write_camus_nifti
+from echodiff.data.masks import logits_to_x0
 from echodiff.engines import (
     CamusMeanDice,
     CamusScoresd,
@@ -20,11 +21,12 @@ from echodiff.engines import (
     camus_scores,
     uncertainty_error_stats,
 )
+from echodiff.networks import PresegmentationResidualUNet
 from echodiff.schedulers import get_noise_scheduler
 from ignite.engine import Engine
 from monai.engines import SupervisedTrainer
 from monai.inferers import DiffusionInferer
-from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets import DiffusionModelUNet, DynUNet
 from monai.networks.schedulers import DDPMScheduler
 from PIL import Image
 
@@ -63,6 +65,44 @@ def test_mask_diffusion_training_step_runs_with_monai_trainer_and_concat_inferer
     trainer.run()
     assert math.isfinite(trainer.state.output[0]["loss"])
     assert trainer.state.output[0]["pred"].shape == (4, 16, 16)  # eps prediction of one decollated item
+
+
+def _segmenter() -> DynUNet:
+    torch.manual_seed(0)
+    return DynUNet(2, 1, 4, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2], filters=[4, 8, 8])
+
+
+def test_mask_diffusion_batch_with_presegmentation_conditions_on_its_soft_x0_and_targets_x0():
+    scheduler = get_noise_scheduler("gaussian", "ddpm", num_train_timesteps=100, schedule="cosine",
+                                    prediction_type="sample")
+    segmenter = _segmenter()
+    batch = {"image": torch.rand(8, 1, 16, 16), "label": _label().repeat(8, 1, 1, 1)}
+    x0, target, _, kwargs = MaskDiffusionPrepareBatch(scheduler, 4, presegmentation=segmenter)(batch, "cpu")
+    assert torch.equal(target, x0)  # a "sample" scheduler learns x_0, not eps
+    condition = kwargs["condition"]
+    assert condition.shape == (8, 5, 16, 16) and torch.equal(condition[:, :1], batch["image"])
+    with torch.no_grad():
+        assert torch.allclose(condition[:, 1:], logits_to_x0(segmenter(batch["image"])))
+    assert not segmenter.training and not any(p.requires_grad for p in segmenter.parameters())
+
+
+def test_refining_denoiser_trains_with_monai_trainer_and_leaves_the_presegmentation_frozen():
+    scheduler = DDPMScheduler(num_train_timesteps=10, schedule="cosine", prediction_type="sample")
+    segmenter = _segmenter()
+    frozen = {k: v.clone() for k, v in segmenter.state_dict().items()}
+    network = PresegmentationResidualUNet(spatial_dims=2, in_channels=9, out_channels=4, channels=(8, 16),
+                                          attention_levels=(False, False), num_res_blocks=1, norm_num_groups=8)
+    data = [{"image": torch.rand(2, 1, 16, 16), "label": _label().repeat(2, 1, 1, 1)} for _ in range(2)]
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=data, network=network,
+        optimizer=torch.optim.Adam(network.parameters(), 1e-3), loss_function=torch.nn.MSELoss(),
+        inferer=DiffusionInferer(scheduler),
+        prepare_batch=MaskDiffusionPrepareBatch(scheduler, num_classes=4, presegmentation=segmenter),
+    )
+    trainer.run()
+    assert math.isfinite(trainer.state.output[0]["loss"])
+    assert network.out[-1].conv.weight.abs().max() > 0  # the zero-initialised correction has started to learn
+    assert all(torch.equal(frozen[k], v) for k, v in segmenter.state_dict().items())
 
 
 def test_camus_scores_perfect_and_resized_predictions():

@@ -1,5 +1,6 @@
 """Training batches of the DDPM-type diffusion models for MONAI's SupervisedTrainer + DiffusionInferer: noise of the
-scheduler's kind drawn for each item's own timestep, and the PD-DDPM mask diffusion batch."""
+scheduler's kind drawn for each item's own timestep, the target of the scheduler's prediction type, and the PD-DDPM
+mask diffusion batch (optionally conditioned on the pre-segmentation)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 import torch
 from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.networks.schedulers import Scheduler
+from monai.networks.schedulers.ddpm import DDPMPredictionType
 
-from echodiff.data.masks import mask_to_x0
+from echodiff.data.masks import logits_to_x0, mask_to_x0
+from echodiff.errors import ConfigKeyError
 from echodiff.schedulers.sampling import scheduler_noise
 
 __all__ = ["MaskDiffusionPrepareBatch", "SchedulerNoisePrepareBatch"]
@@ -33,6 +36,18 @@ class SchedulerNoisePrepareBatch(DiffusionPrepareBatch):
     def get_noise(self, images: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Noise of the scheduler's kind for each image at its own timestep."""
         return scheduler_noise(self.scheduler, images, timesteps)
+
+    def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the network learns to predict, by the scheduler's `prediction_type`: eps (Ho et al. 2020, Alg. 1),
+        x_0 ("sample") or v (Salimans & Ho 2022)."""
+        prediction_type = self.scheduler.prediction_type
+        if prediction_type == DDPMPredictionType.EPSILON:
+            return noise
+        if prediction_type == DDPMPredictionType.SAMPLE:
+            return images
+        if prediction_type == DDPMPredictionType.V_PREDICTION:
+            return self.scheduler.get_velocity(images, noise, timesteps)
+        raise ConfigKeyError(f"unknown prediction_type {prediction_type!r}; expected epsilon, sample or v_prediction")
 
     def sample_and_condition(
         self, batchdata: Any, device: str | torch.device | None, non_blocking: bool, **kwargs: Any
@@ -57,22 +72,29 @@ class SchedulerNoisePrepareBatch(DiffusionPrepareBatch):
 
 
 class MaskDiffusionPrepareBatch(SchedulerNoisePrepareBatch):
-    """(x_0, eps, (), {"noise", "timesteps", "condition", "mode": "concat"}) from a batch {"image", "label"}.
+    """(x_0, target, (), {"noise", "timesteps", "condition", "mode": "concat"}) from a batch {"image", "label"}.
 
     x_0 = one_hot(label) * 2 - 1 is the diffused sample and the image its concat condition (Guo et al. 2022);
-    t is uniform over the scheduler's T steps and the target is eps (Ho et al. 2020, Alg. 1), of the scheduler's
-    noise kind, so a Gamma scheduler trains on Gamma noise (Nachmani et al. 2021).
+    t is uniform over the scheduler's T steps and the target is eps (Ho et al. 2020, Alg. 1; x_0 for a "sample"
+    scheduler), of the scheduler's noise kind, so a Gamma scheduler trains on Gamma noise (Nachmani et al. 2021).
+    With `presegmentation` (the trained segmenter, frozen) the condition is cat([image, x_pre]), x_pre =
+    `logits_to_x0(presegmentation(image))`, the input of `echodiff.networks.PresegmentationResidualUNet`.
     """
 
     def __init__(
-        self, scheduler: Scheduler, num_classes: int = 4, image_key: str = "image", label_key: str = "label"
-    ) -> None:
+        self, scheduler: Scheduler, num_classes: int = 4, image_key: str = "image", label_key: str = "label",
+        presegmentation: torch.nn.Module | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(scheduler, condition_name=image_key)
         self.num_classes, self.label_key = num_classes, label_key
+        self.presegmentation = presegmentation.eval().requires_grad_(False) if presegmentation is not None else None
 
     def sample_and_condition(
         self, batchdata: Any, device: str | torch.device | None, non_blocking: bool, **kwargs: Any
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         condition = batchdata[self.condition_name].to(device, non_blocking=non_blocking, **kwargs)
         x0 = mask_to_x0(batchdata[self.label_key].to(device, non_blocking=non_blocking, **kwargs), self.num_classes)
+        if self.presegmentation is not None:
+            with torch.no_grad():
+                condition = torch.cat([condition, logits_to_x0(self.presegmentation(condition))], dim=1)
         return x0, {"condition": condition, "mode": "concat"}

@@ -4,7 +4,8 @@ A conditional DDPM over masks, x_0 = one_hot(mask) * 2 - 1, predicts eps from ca
 order of MONAI's `DiffusionInferer` in "concat" mode, so a model trained with it samples here. Sampling starts from the
 pre-segmentation forward-noised to T' (Guo et al. 2022; docs/methods.md section 2), x_T' = sqrt(alpha_bar_T') x_pre +
 sqrt(1 - alpha_bar_T') eps, runs the reverse steps T' -> 0 and averages an ensemble. t_prime = T starts from pure
-noise instead: plain DDPM (Ho et al. 2020, Alg. 2), the baseline.
+noise instead: plain DDPM (Ho et al. 2020, Alg. 2), the baseline. With `condition_on_presegmentation` the network also
+sees the soft pre-segmentation at every step (`echodiff.networks.PresegmentationResidualUNet`).
 
 Index convention: the paper's step t = 1..T is MONAI's timestep t - 1 (`alphas_cumprod[t - 1]` = alpha_bar_t), so x_T'
 uses `alphas_cumprod[t_prime - 1]` and the T' reverse steps visit the timesteps t_prime - 1, ..., 0.
@@ -22,7 +23,7 @@ from monai.inferers import Inferer
 from monai.networks.schedulers import Scheduler
 from monai.networks.utils import one_hot
 
-from echodiff.data.masks import mask_to_x0, x0_to_probabilities
+from echodiff.data.masks import logits_to_x0, mask_to_x0, x0_to_probabilities
 from echodiff.errors import ConfigKeyError, ConfigValueError, MissingFileError, ShapeMismatchError
 from echodiff.schedulers.sampling import STEP_RULES, reverse_diffusion, reverse_grid, scheduler_noise, scheduler_prior
 
@@ -67,12 +68,12 @@ class PDDPMInferer(Inferer):
     (B, C, H, W), "uncertainty": (B, 1, H, W)}; the label map is the argmax of "pred" over classes. A dict, because
     MONAI's evaluators and MONAI Label's bundle app both keep a dict output under "pred" and decollate it, and the
     bundle's postprocessing moves "uncertainty" up a level and keeps "pred". t_prime = T draws pure noise: plain DDPM,
-    no pre-segmentation needed.
+    no pre-segmentation needed (unless the network is conditioned on it).
 
     Args:
         scheduler: the noise scheduler the diffusion model was trained with (T = its `num_train_timesteps`).
-        presegmentation: network or callable, image (B, image_channels, H, W) -> class scores (B, num_classes, H, W);
-            its argmax is the pre-segmentation. Required when t_prime < T.
+        presegmentation: network or callable, image (B, image_channels, H, W) -> class logits (B, num_classes, H, W);
+            its argmax is the pre-segmentation. Required when t_prime < T or `condition_on_presegmentation`.
         presegmentation_checkpoint: weights loaded into `presegmentation` on CPU at the first pre-segmentation (like
             MONAI's CheckpointLoader, at run time, so building the inferer needs no trained model).
         t_prime: T', the step the reverse process starts from, 1..T.
@@ -83,6 +84,9 @@ class PDDPMInferer(Inferer):
         image_channels: channels of the input image.
         size_divisible: H and W must be multiples of this (the networks' total downsampling).
         uncertainty: "variance" or "entropy", see `ensemble_uncertainty`.
+        condition_on_presegmentation: the network input is cat([x_t, image, x_pre]) with x_pre = `logits_to_x0` of
+            the pre-segmentation's logits (computed once per call), for a network trained on that condition
+            (`MaskDiffusionPrepareBatch(presegmentation=...)`); False: cat([x_t, image]) (Guo et al. 2022).
         progress: show a tqdm bar over the reverse steps.
         seed: when given, every call without a `generator` draws its noise from a fresh `torch.Generator` seeded with
             it, so the same image always gets the same label map (e.g. when MONAI Label serves the bundle); None: the
@@ -103,6 +107,7 @@ class PDDPMInferer(Inferer):
         image_channels: int = 1,
         size_divisible: int = 1,
         uncertainty: str = "variance",
+        condition_on_presegmentation: bool = False,
         progress: bool = False,
         seed: int | None = None,
     ) -> None:
@@ -127,10 +132,6 @@ class PDDPMInferer(Inferer):
         steps = t_prime if steps is None else steps
         if not 1 <= steps <= t_prime:
             raise ConfigValueError(f"steps={steps}; expected 1..t_prime={t_prime} DDIM steps.")
-        if step_rule == "ddim" and scheduler.prediction_type != "epsilon":
-            raise ConfigKeyError(
-                f"step_rule='ddim' needs an epsilon-predicting model, not {scheduler.prediction_type!r}"
-            )
         if presegmentation_checkpoint is not None and not isinstance(presegmentation, torch.nn.Module):
             raise ConfigValueError(
                 f"presegmentation_checkpoint={presegmentation_checkpoint} given without a presegmentation network."
@@ -140,12 +141,18 @@ class PDDPMInferer(Inferer):
                 f"t_prime={t_prime} < T={num_train_timesteps} starts from a pre-segmentation: pass `presegmentation` "
                 f"(the trained segmenter), or set t_prime={num_train_timesteps} for plain DDPM from pure noise."
             )
+        if presegmentation is None and condition_on_presegmentation:
+            raise ConfigValueError(
+                "condition_on_presegmentation=True conditions every step on the pre-segmentation: pass "
+                "`presegmentation` (the segmenter the network was trained with)."
+            )
         self.scheduler, self.presegmentation = scheduler, presegmentation
         self.presegmentation_checkpoint = presegmentation_checkpoint
         self.num_train_timesteps, self.t_prime, self.ensemble = num_train_timesteps, t_prime, int(ensemble)
         self.step_rule, self.steps, self.eta = step_rule, steps, eta
         self.num_classes, self.image_channels, self.size_divisible = num_classes, image_channels, size_divisible
         self.uncertainty, self.progress, self.seed = uncertainty, progress, seed
+        self.condition_on_presegmentation = bool(condition_on_presegmentation)
 
     def check_image(self, inputs: torch.Tensor) -> None:
         """Refuse images that are not (B, image_channels, H, W) with H, W multiples of `size_divisible`."""
@@ -158,7 +165,7 @@ class PDDPMInferer(Inferer):
             )
 
     def presegment(self, inputs: torch.Tensor) -> torch.Tensor:
-        """x_pre = one_hot(argmax presegmentation(image)) * 2 - 1, (B, C, H, W); loads the checkpoint on first use."""
+        """The pre-segmentation's class logits (B, C, H, W); loads the checkpoint on first use."""
         if self.presegmentation_checkpoint is not None:
             load_presegmentation(self.presegmentation, self.presegmentation_checkpoint)
             self.presegmentation_checkpoint = None
@@ -168,15 +175,20 @@ class PDDPMInferer(Inferer):
         expected = (inputs.shape[0], self.num_classes, *inputs.shape[2:])
         if tuple(scores.shape) != expected:
             raise ShapeMismatchError(f"pre-segmentation output has shape {tuple(scores.shape)}; expected {expected}.")
-        return mask_to_x0(scores.argmax(dim=1, keepdim=True), self.num_classes).to(inputs.device)
+        return scores.to(inputs.device)
 
-    def start(self, inputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def start(
+        self, inputs: torch.Tensor, generator: torch.Generator | None = None, scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x_T' of every ensemble member, (ensemble * B, C, H, W), member-major: x_T' = sqrt(alpha_bar_T') x_pre +
-        sqrt(1 - alpha_bar_T') eps (Guo et al. 2022), or pure noise when t_prime = T."""
+        sqrt(1 - alpha_bar_T') eps with x_pre = one_hot(argmax scores) * 2 - 1 (Guo et al. 2022), or pure noise when
+        t_prime = T. `scores`: the pre-segmentation's logits when already computed."""
         shape = (self.ensemble * inputs.shape[0], self.num_classes, *inputs.shape[2:])
         if self.t_prime == self.num_train_timesteps:
             return scheduler_prior(self.scheduler, torch.empty(shape, device=inputs.device), generator)
-        x_pre = self.presegment(inputs).repeat(self.ensemble, 1, 1, 1)
+        scores = self.presegment(inputs) if scores is None else scores
+        x_pre = mask_to_x0(scores.argmax(dim=1, keepdim=True), self.num_classes).to(inputs.device)
+        x_pre = x_pre.repeat(self.ensemble, 1, 1, 1)
         timesteps = torch.full((shape[0],), self.t_prime - 1, dtype=torch.long, device=inputs.device)
         return self.scheduler.add_noise(x_pre, scheduler_noise(self.scheduler, x_pre, timesteps, generator), timesteps)
 
@@ -191,8 +203,10 @@ class PDDPMInferer(Inferer):
         """The ensemble's final samples x_0, (ensemble, B, C, H, W) (in [-1, 1] when the scheduler clips)."""
         inputs = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
         self.check_image(inputs)
-        x = self.start(inputs, generator)
-        condition = inputs.repeat(self.ensemble, 1, 1, 1).to(x.dtype)
+        scores = self.presegment(inputs) if self.condition_on_presegmentation else None
+        x = self.start(inputs, generator, scores)
+        condition = inputs if scores is None else torch.cat([inputs, logits_to_x0(scores)], dim=1)
+        condition = condition.repeat(self.ensemble, 1, 1, 1).to(x.dtype)
         x = reverse_diffusion(
             self.scheduler, x, lambda x_t, timesteps: network(torch.cat([x_t, condition], dim=1), timesteps=timesteps),
             self.reverse_steps(), self.step_rule, self.eta, generator, progress="PD-DDPM" if self.progress else None,

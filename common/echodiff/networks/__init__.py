@@ -1,11 +1,12 @@
-"""Networks: the Gamma-prior VAE, EDM/VP/VE preconditioning around MONAI's (SPADE)DiffusionModelUNet, and the
-ConvLSTM video student of EchoDFKD."""
+"""Networks: the Gamma-prior VAE, EDM/VP/VE preconditioning around MONAI's (SPADE)DiffusionModelUNet, the PD-DDPM
+mask denoiser anchored on its pre-segmentation, and the ConvLSTM video student of EchoDFKD."""
 
 from __future__ import annotations
 
 from echodiff.networks.convlstm import ConvLSTM, ConvLSTMSegmenter
 from echodiff.networks.framewise import FrameWise
 from echodiff.networks.gamma_vae import GammaVAE
+from echodiff.networks.mask_denoiser import PresegmentationResidualUNet
 from echodiff.networks.parallel import unwrap
 from echodiff.networks.preconditioning import (
     PRECONDITIONERS,
@@ -28,6 +29,7 @@ __all__ = [
     "FrameWise",
     "GammaVAE",
     "Preconditioner",
+    "PresegmentationResidualUNet",
     "VEPrecond",
     "VPPrecond",
     "build_precond",

@@ -15,7 +15,7 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from monai.networks.schedulers.ddpm import DDPMPredictionType
 from monai.utils import unsqueeze_right
 
-from echodiff.schedulers.ddim import ddim_update
+from echodiff.schedulers.ddim import ddim_update, original_and_noise
 
 
 def sample_gamma(
@@ -107,16 +107,7 @@ class GammaNoiseMixin:
         self, model_output: torch.Tensor, timestep: torch.Tensor | int, sample: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0_hat, eps_hat) for MONAI's prediction types; x0_hat clipped when `clip_sample` (the paper: to [-1, 1])."""
-        alpha_bar_t = self.alphas_cumprod[timestep]
-        if self.prediction_type == DDPMPredictionType.EPSILON:
-            eps = model_output
-            x0 = (sample - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
-        elif self.prediction_type == DDPMPredictionType.SAMPLE:
-            x0 = model_output
-            eps = (sample - alpha_bar_t**0.5 * x0) / (1 - alpha_bar_t) ** 0.5
-        else:  # v_prediction
-            x0 = alpha_bar_t**0.5 * sample - (1 - alpha_bar_t) ** 0.5 * model_output
-            eps = alpha_bar_t**0.5 * model_output + (1 - alpha_bar_t) ** 0.5 * sample
+        x0, eps = original_and_noise(model_output, self.alphas_cumprod[timestep], sample, self.prediction_type)
         if self.clip_sample:
             x0 = torch.clamp(x0, *self.clip_sample_values)
         return x0, eps

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from echodiff.errors import ConfigKeyError
 from echodiff.rng import Generators, is_per_sample, per_sample
-from echodiff.schedulers.ddim import ddim_update
+from echodiff.schedulers.ddim import ddim_update, original_and_noise
 from echodiff.schedulers.gamma import GammaNoiseMixin
 
 
@@ -40,14 +40,15 @@ def scheduler_prior(scheduler: Scheduler, like: torch.Tensor, generator: Generat
 
 
 def scheduler_step(
-    scheduler: Scheduler, eps: torch.Tensor, t: int, x_t: torch.Tensor, generator: Generators = None
+    scheduler: Scheduler, model_output: torch.Tensor, t: int, x_t: torch.Tensor, generator: Generators = None
 ) -> torch.Tensor:
-    """`scheduler.step(eps, t, x_t, generator)[0]` (a DDPM step, Ho et al. 2020, Alg. 2), also with one generator per
-    batch item (`echodiff.rng`): then item by item, exactly as for batches of one; the network call stays batched."""
+    """`scheduler.step(model_output, t, x_t, generator)[0]` (a DDPM step, Ho et al. 2020, Alg. 2), also with one
+    generator per batch item (`echodiff.rng`): then item by item, exactly as for batches of one; the network call stays
+    batched."""
     if is_per_sample(generator):
-        return per_sample(lambda b, g: scheduler.step(eps[b : b + 1], t, x_t[b : b + 1], generator=g)[0],
+        return per_sample(lambda b, g: scheduler.step(model_output[b : b + 1], t, x_t[b : b + 1], generator=g)[0],
                           generator, x_t.shape[0])
-    return scheduler.step(eps, t, x_t, generator=generator)[0]
+    return scheduler.step(model_output, t, x_t, generator=generator)[0]
 
 
 def ddim_timesteps(t_prime: int, steps: int) -> list[int]:
@@ -57,7 +58,7 @@ def ddim_timesteps(t_prime: int, steps: int) -> list[int]:
 
 def ddim_step(
     scheduler: Scheduler,
-    eps: torch.Tensor,
+    model_output: torch.Tensor,
     t: int,
     t_prev: int,
     x_t: torch.Tensor,
@@ -67,12 +68,13 @@ def ddim_step(
     """One DDIM step t -> t_prev (Song et al. 2021, Eq. 12) on the scheduler's alpha_bar; alpha_bar = 1 at t_prev = -1.
 
     x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps + sigma z,
-    sigma = eta sqrt((1 - ab_prev) / (1 - ab_t) (1 - ab_t / ab_prev)) (Eq. 16), x0_hat clipped when the scheduler clips.
+    sigma = eta sqrt((1 - ab_prev) / (1 - ab_t) (1 - ab_t / ab_prev)) (Eq. 16), (x0_hat, eps) from the model output of
+    the scheduler's `prediction_type` (`original_and_noise`), x0_hat clipped when the scheduler clips.
     MONAI's `DDIMScheduler.step` cannot take this grid: it derives t_prev = t - T // num_inference_steps.
     """
     alpha_bar_t = float(scheduler.alphas_cumprod[t])
     alpha_bar_prev = float(scheduler.alphas_cumprod[t_prev]) if t_prev >= 0 else 1.0
-    x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
+    x0, eps = original_and_noise(model_output, alpha_bar_t, x_t, scheduler.prediction_type)
     if scheduler.clip_sample:
         x0 = x0.clamp(*scheduler.clip_sample_values)
     return ddim_update(x0, eps, alpha_bar_t, alpha_bar_prev, eta,
@@ -94,7 +96,7 @@ def reverse_grid(t_start: int, step_rule: str, steps: int | None = None) -> list
 def reverse_diffusion(
     scheduler: Scheduler,
     x: torch.Tensor,
-    predict_eps: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     grid: Sequence[tuple[int, int]],
     step_rule: str,
     eta: float = 0.0,
@@ -102,16 +104,17 @@ def reverse_diffusion(
     callback: Callable[[int, torch.Tensor, float, torch.Tensor], None] | None = None,
     progress: str | None = None,
 ) -> torch.Tensor:
-    """The reverse process of every DDPM-type model (SDM, PD-DDPM) over `grid` (`reverse_grid`): `predict_eps(x,
-    timesteps)` then a DDPM step (Ho et al. 2020, Alg. 2, `scheduler_step`) or a DDIM step (Song et al. 2021, Eq. 12,
-    `ddim_step` with `eta`). x keeps its dtype (Gamma steps compute in float64). `progress`: a tqdm label, or None."""
+    """The reverse process of every DDPM-type model (SDM, PD-DDPM) over `grid` (`reverse_grid`): `predict(x,
+    timesteps)`, the model output of the scheduler's `prediction_type` (eps for the papers' models), then a DDPM step
+    (Ho et al. 2020, Alg. 2, `scheduler_step`) or a DDIM step (Song et al. 2021, Eq. 12, `ddim_step` with `eta`).
+    x keeps its dtype (Gamma steps compute in float64). `progress`: a tqdm label, or None."""
     dtype = x.dtype
     for i, (t, t_prev) in enumerate(tqdm(grid, desc=progress, disable=progress is None)):
-        eps = predict_eps(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)).to(dtype)
+        output = predict(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)).to(dtype)
         if callback is not None:
-            callback(i, x, float(t), eps)
+            callback(i, x, float(t), output)
         if step_rule == "ddpm":
-            x = scheduler_step(scheduler, eps, t, x, generator).to(dtype)
+            x = scheduler_step(scheduler, output, t, x, generator).to(dtype)
         else:
-            x = ddim_step(scheduler, eps, t, t_prev, x, eta, generator).to(dtype)
+            x = ddim_step(scheduler, output, t, t_prev, x, eta, generator).to(dtype)
     return x
