@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 _SUBPACKAGES = (
     "bundle", "cpu", "data", "devices", "engines", "errors", "fingerprints", "generation", "inferers", "io", "losses",
