@@ -19,7 +19,7 @@ from echodiff.study.recipes import scale_settings, study_sampling
 from echodiff.study.run import run_study
 
 IDENTITY = {"train_data": "a", "test_data": "b", "test_split": "validation", "budget_minutes": 100.0, "scale": "cpu",
-            "image_size": 64, "holdout": 40, "seeds": 3}  # fmt: skip
+            "image_size": 64, "holdout": 40, "seeds": 3, "seed": 0, "k": 5}  # fmt: skip
 CODE = {"echodiff": "0.7.0", "echodiff_source": "abc", "torch": "2.13.0", "monai": "1.6.1"}
 
 

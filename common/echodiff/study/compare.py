@@ -11,7 +11,7 @@ rerun trains nothing and a killed one resumes where it stopped.
 A comparison of six generators needs more hours than one sitting, possibly on fresh machines: `compare.json` grows row
 by row. Each run merges its rows with those already in `<workdir>/compare/compare.json` and in the `merge` files
 (e.g. the committed comparison), keeping a row only when its `identity` (training and test data digests, test split,
-budget, scale, image size, holdout, seeds) equals this run's; rows made by other code (echodiff source digest, torch,
+budget, scale, image size, held-out patients, seeds, seed, copies per map K) equals this run's; rows made by other code (echodiff source digest, torch,
 MONAI: `echodiff.fingerprints.code_identity`) are refused unless `allow_mixed_code`, and then marked in the table.
 
 Selection never reads the test split: the "best" pixel and latent generators (whose ODE solvers are compared, and
@@ -42,7 +42,8 @@ from echodiff.study.stages import StudyContext
 
 __all__ = ["IDENTITY_KEYS", "ROW_KEYS", "generator_row", "merge_rows", "run_compare", "solver_settings"]
 
-IDENTITY_KEYS = ("train_data", "test_data", "test_split", "budget_minutes", "scale", "image_size", "holdout", "seeds")
+IDENTITY_KEYS = ("train_data", "test_data", "test_split", "budget_minutes", "scale", "image_size", "holdout", "seeds",
+                 "seed", "k")
 ROW_KEYS = ("model", "denoiser_parameters", "autoencoder_parameters", "train_minutes", "optimizer_steps", "sampler",
             "nfe", "gflops_per_image", "synthesis_images_per_s", "seconds_per_image", "label_fidelity",
             "label_fidelity_holdout", "view_fidelity", "realism_fd", "realism_mmd", "diversity_msssim", "copy_rate",
@@ -225,7 +226,7 @@ def run_compare(
                     "test_data": camus_digest(test_dir, [test_split]), "test_split": test_split,
                     "budget_minutes": float(budget_minutes), "scale": any_report["settings"]["scale"],
                     "image_size": any_report["image_size"], "holdout": any_report["settings"]["holdout"],
-                    "seeds": seeds}  # fmt: skip
+                    "seeds": seeds, "seed": seed, "k": any_report["settings"]["k"]}  # fmt: skip
     elif sources:
         identity, code = sources[0][1]["identity"], sources[0][1]["code"]
     else:
