@@ -13,6 +13,7 @@ from echodiff.data.phantom import make_phantom_camus
 from echodiff.errors import ConfigKeyError, ConfigValueError
 from echodiff.study.compare import IDENTITY_KEYS, ROW_KEYS, merge_rows, run_compare, solver_settings
 from echodiff.study.compare_report import PLOTS
+from echodiff.generation.synthesis import RECORDS
 from echodiff.study.compare_stages import SYNTHETIC_PREFIX, merged_camus
 from echodiff.generation.models import LATENT_MODELS, build_generator
 from echodiff.study.recipes import scale_settings, study_sampling
@@ -59,7 +60,14 @@ def test_solver_settings_pick_the_fewest_middle_and_most_network_calls() -> None
 def test_merged_folder_trains_on_real_plus_renamed_synthetic_patients_and_selects_on_real(tmp_path: Path) -> None:
     real = make_phantom_camus(tmp_path / "real", n_train=3, n_val=1, n_test=1, size=32)
     synthetic = make_phantom_camus(tmp_path / "synthetic", n_train=2, n_val=1, n_test=1, size=32, seed=1)
+    source = list_camus(real, "training")[0]
+    for item in list_camus(synthetic, "training"):  # synthesis writes no Info_<view>.cfg, only a record per case
+        Path(item["image"]).with_name(f"Info_{item['view']}.cfg").unlink(missing_ok=True)
+        record = synthetic / RECORDS / (Path(item["image"]).name.removesuffix(".nii.gz") + ".json")
+        record.parent.mkdir(exist_ok=True)
+        record.write_text(json.dumps({"source_image": source["image"]}))
     merged = merged_camus(real, synthetic, tmp_path / "merged")
+    assert len({tuple(sorted(item["info"])) for item in list_camus(merged, "training")}) == 1  # one batch takes both
     training = {item["patient"] for item in list_camus(merged, "training")}
     real_training = {item["patient"] for item in list_camus(real, "training")}
     assert real_training < training

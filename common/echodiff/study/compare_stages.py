@@ -16,6 +16,7 @@ the test split.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,10 +32,11 @@ from echodiff.data.camus_input import load_camus_images
 from echodiff.errors import ConfigValueError
 from echodiff.generation.checkpoints import load_generator
 from echodiff.generation.fidelity import DICE_KEYS, label_fidelity
+from echodiff.generation.synthesis import RECORDS
 from echodiff.metrics.realism import FeatureSpace, frechet_distance, intra_map_ms_ssim, mean_feature_mmd, privacy
 from echodiff.samplers import SAMPLERS
 from echodiff.study import stages
-from echodiff.study.stages import CLASSIFIER, SEGMENTER, StudyContext, segmenter_shape
+from echodiff.study.stages import SEGMENTER, StudyContext, segmenter_shape
 
 __all__ = ["SOLVER_STEPS", "merged_camus", "real_plus_synthetic", "realism", "realism_checks", "solvers"]
 
@@ -176,6 +178,20 @@ def solvers(ctx: StudyContext, folder: Path, generator_path: str, train_dir: str
     return rows
 
 
+def _info_file(synthetic_dir: str | Path, item: Mapping) -> Path | None:
+    """The Info_<view>.cfg of a synthetic case: its own, else that of the real patient whose map it was drawn from
+    (its synthesis record's `source_image`), so real and synthetic items carry the same info keys (one batch holds
+    both)."""
+    own = Path(item["image"]).parent / f"Info_{item['view']}.cfg"
+    if own.is_file():
+        return own
+    record = Path(synthetic_dir) / RECORDS / f"{Path(item['image']).name.removesuffix('.nii.gz')}.json"
+    if record.is_file():
+        source = Path(json.loads(record.read_text())["source_image"]).parent / own.name
+        return source if source.is_file() else None
+    return None
+
+
 def merged_camus(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path) -> Path:
     """A CAMUS-layout folder of links: training = the real training patients plus every synthetic training patient
     (renamed `patientsynXXXX`), validation = the real held-out patients only (model selection on real images)."""
@@ -191,11 +207,13 @@ def merged_camus(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str |
     for item in list_camus(synthetic_dir, "training"):
         name = item["patient"].replace("patient", SYNTHETIC_PREFIX, 1)
         (nifti / name).mkdir(exist_ok=True)
-        for key in ("image", "label"):
-            source = Path(item[key])
-            link = nifti / name / source.name.replace(item["patient"], name, 1)
-            if not link.exists():
-                link.symlink_to(source.resolve())
+        links = {Path(item[key]).name.replace(item["patient"], name, 1): Path(item[key]) for key in ("image", "label")}
+        info = _info_file(synthetic_dir, item)
+        if info is not None:
+            links[info.name] = info
+        for link_name, source in links.items():
+            if not (nifti / name / link_name).exists():
+                (nifti / name / link_name).symlink_to(source.resolve())
         synthetic_patients.append(name)
     real_train = dict.fromkeys(item["patient"] for item in list_camus(real_dir, "training"))
     write_split_file(out, "training", [*real_train, *dict.fromkeys(synthetic_patients)])
