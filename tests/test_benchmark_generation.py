@@ -140,7 +140,7 @@ def test_benchmark_and_study_evaluation_report_images_per_s_of_the_same_clock(mo
     generator = build_generator("edm", SIZE).eval()
     cond = bench.benchmark_condition_map(SIZE, 2)
     row = bench.time_sampling(generator, cond, "euler", 2, None, 2)
-    _, nfe, images_per_s = stages._sample(generator, cond, ["2CH", "4CH"], "euler", 2, seed=0, batch_size=2)
+    _, nfe, images_per_s = stages.sample_maps(generator, cond, ["2CH", "4CH"], "euler", 2, seed=0, batch_size=2)
     (bench_fn, bench_n, bench_batch, bench_warmup, bench_run), (study_fn, study_n, study_batch, study_warmup,
                                                                  study_run) = runs  # fmt: skip
     assert isinstance(study_fn, GeneratorFn)  # the benchmark's call wraps one in its bf16 / early-stop context
