@@ -42,20 +42,16 @@ def _fixed_presegmentation(mask: torch.Tensor):
     return presegment
 
 
-def _tiny_unet() -> DiffusionModelUNet:
+def _tiny_unet(network: type = DiffusionModelUNet, in_channels: int = 5) -> DiffusionModelUNet:
     torch.manual_seed(0)
-    return DiffusionModelUNet(
-        spatial_dims=2, in_channels=5, out_channels=4, channels=(8, 16), attention_levels=(False, False),
+    return network(
+        spatial_dims=2, in_channels=in_channels, out_channels=4, channels=(8, 16), attention_levels=(False, False),
         num_res_blocks=1, norm_num_groups=8, num_head_channels=8,
     ).eval()
 
 
 def _residual_unet() -> PresegmentationResidualUNet:
-    torch.manual_seed(0)
-    return PresegmentationResidualUNet(
-        spatial_dims=2, in_channels=9, out_channels=4, channels=(8, 16), attention_levels=(False, False),
-        num_res_blocks=1, norm_num_groups=8, num_head_channels=8,
-    ).eval()
+    return _tiny_unet(PresegmentationResidualUNet, in_channels=9)
 
 
 def _segmenter() -> DynUNet:
