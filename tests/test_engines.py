@@ -319,24 +319,26 @@ def test_resuming_from_a_damaged_interval_checkpoint_names_it(tmp_path):
         _run_with_inputs(tmp_path, 2, {"data": "a"})
 
 
-def _budgeted_run(minutes, resume_from_iteration: int = 0, max_epochs: int = 1000):
-    """A 4-iteration-per-epoch engine (10 ms per iteration) with a warm-up cosine schedule sized to max_epochs, stopped
-    after `minutes`; returns (LR of the last iteration / peak LR, schedule, engine)."""
+def _budgeted_run(minutes, resume_from_iteration: int = 0, max_epochs: int = 1000, epoch_length: int = 4,
+                  warmup_steps: int = 4):
+    """An `epoch_length`-iteration-per-epoch engine (10 ms per iteration) with a warm-up cosine schedule sized to
+    max_epochs, stopped after `minutes`; returns (LR of the last iteration / peak LR, schedule, engine)."""
     import time
 
     from echodiff.engines import stop_after
 
     opt = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
-    schedule = WarmupCosineSchedule(opt, warmup_steps=4, t_total=max_epochs * 4)
+    schedule = WarmupCosineSchedule(opt, warmup_steps=warmup_steps, t_total=max_epochs * epoch_length)
     engine = Engine(lambda e, b: time.sleep(0.01))
     lrs = []
     engine.add_event_handler(Events.ITERATION_STARTED, lambda e: lrs.append(opt.param_groups[0]["lr"]))
     LrScheduleHandler(schedule, epoch_level=False, print_lr=False).attach(engine)
     if resume_from_iteration:  # what a resume checkpoint restores: the trainer's and the schedule's progress
-        engine.load_state_dict({"iteration": resume_from_iteration, "epoch_length": 4, "max_epochs": max_epochs})
+        engine.load_state_dict({"iteration": resume_from_iteration, "epoch_length": epoch_length,
+                                "max_epochs": max_epochs})
         schedule.load_state_dict({**schedule.state_dict(), "last_epoch": resume_from_iteration})
     stop_after(engine, minutes, schedule)
-    engine.run(range(4), max_epochs=max_epochs)
+    engine.run(range(epoch_length), max_epochs=max_epochs)
     return lrs[-1] / max(lrs), schedule, engine
 
 
@@ -346,6 +348,15 @@ def test_a_run_stopped_by_its_time_limit_ends_at_the_end_of_its_lr_schedule_not_
     assert schedule.t_total < 400 and schedule.t_total >= engine.state.iteration - 1
     resumed_lr, resumed, engine = _budgeted_run(0.6 / 60, resume_from_iteration=40)  # a resumed run sizes its rest
     assert engine.state.iteration > 44 and resumed_lr < 0.1 and 40 < resumed.t_total < 440
+
+
+def test_a_first_epoch_longer_than_the_budget_still_ends_at_the_end_of_its_lr_schedule():
+    # 1000 iterations of 10 ms per epoch with a one-epoch warm-up (the view classifier's), 0.6 s budget: the run stops
+    # inside its first epoch, as the study's synthetic-only view classifier did (a set five times the real one); the
+    # warm-up keeps its sixth of the schedule instead of outlasting the run
+    end_lr, schedule, engine = _budgeted_run(0.6 / 60, max_epochs=6, epoch_length=1000, warmup_steps=1000)
+    assert engine.state.epoch == 1 and engine.state.iteration < 200
+    assert end_lr < 0.1 and schedule.t_total < 200 and schedule.warmup_steps == round(schedule.t_total / 6)
 
 
 def test_without_a_time_limit_the_schedule_keeps_its_max_epochs_size():

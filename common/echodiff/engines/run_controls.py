@@ -58,12 +58,17 @@ class BudgetSizedSchedule:
     the end of its schedule instead of near its peak (a schedule sized to max_epochs x epoch length would barely
     have started decaying).
 
-    From the end of the run's first epoch on (so the measured pace includes a validation), after every iteration the
-    schedule's total steps become min(configured t_total, max(iteration + 1, predicted last iteration)); the
-    prediction is the iteration the run started (or resumed) at plus the time limit over the seconds per iteration
-    measured since then. Before that, the configured schedule runs. A resumed run keeps its progress (step count)
-    from the checkpoint and sizes the rest to its own time limit.
+    From the end of the run's first epoch on (so the measured pace includes a validation), or from `MEASURE_AFTER` of
+    the time limit on when the first epoch is longer than that (a large synthetic set whose one epoch outlasts the
+    budget would otherwise stop mid-epoch at its peak learning rate), after every iteration the schedule's total steps
+    become min(configured t_total, max(iteration + 1, predicted last iteration)); the prediction is the iteration the
+    run started (or resumed) at plus the time limit over the seconds per iteration measured since then. A warm-up
+    (`warmup_steps` of MONAI's `WarmupCosineSchedule`) keeps its share of the configured schedule, so a one-epoch
+    warm-up of a six-epoch schedule stays a sixth of the sized one. Before that, the configured schedule runs. A
+    resumed run keeps its progress (step count) from the checkpoint and sizes the rest to its own time limit.
     """
+
+    MEASURE_AFTER = 0.1  # share of the time limit after which the pace is measured even inside the first epoch
 
     def __init__(self, lr_scheduler: LRScheduler, limit: TrainingTimeLimit) -> None:
         if not isinstance(getattr(lr_scheduler, "t_total", None), int):
@@ -73,6 +78,7 @@ class BudgetSizedSchedule:
             )
         self.lr_scheduler, self.limit = lr_scheduler, limit
         self.configured_total = lr_scheduler.t_total
+        self.configured_warmup = getattr(lr_scheduler, "warmup_steps", None)
         self.start_iteration = 0
         self.measuring = False
 
@@ -83,7 +89,7 @@ class BudgetSizedSchedule:
 
     def _start(self, engine: Engine) -> None:
         self.start_iteration, self.measuring = engine.state.iteration, False
-        self.lr_scheduler.t_total = self.configured_total
+        self._size(self.configured_total)
 
     def _measure(self, engine: Engine) -> None:
         self.measuring = True
@@ -91,10 +97,19 @@ class BudgetSizedSchedule:
     def _resize(self, engine: Engine) -> None:
         done = engine.state.iteration - self.start_iteration
         elapsed = time.monotonic() - self.limit.start
-        if not self.measuring or done < 1 or elapsed <= 0:
+        if done < 1 or elapsed <= 0:
             return
+        if not self.measuring and elapsed < self.MEASURE_AFTER * self.limit.limit_s:
+            return
+        self.measuring = True
         predicted = self.start_iteration + int(self.limit.limit_s * done / elapsed)
-        self.lr_scheduler.t_total = min(self.configured_total, max(engine.state.iteration + 1, predicted))
+        self._size(min(self.configured_total, max(engine.state.iteration + 1, predicted)))
+
+    def _size(self, total: int) -> None:
+        self.lr_scheduler.t_total = total
+        if self.configured_warmup is not None:
+            self.lr_scheduler.warmup_steps = min(self.configured_warmup,
+                                                 round(self.configured_warmup * total / max(1, self.configured_total)))
 
 
 def stop_after(
