@@ -137,9 +137,9 @@ def test_pixel_generator_gets_the_autoencoder_minutes_and_each_model_its_own_dif
     assert "autoencoder" in latent and "autoencoder" not in pixel
     assert pixel["diffusion"] == pytest.approx(latent["diffusion"] + latent["autoencoder"])
     assert sum(pixel.values()) == pytest.approx(sum(latent.values()))
-    assert scale_settings("cpu")["model"] == "edm"
-    assert scale_settings("cpu")["diffusion"]["network_args"]["channels"] == [16, 32, 64]
-    assert scale_settings("cpu", "edm_l64")["diffusion"]["network_args"] == {}
+    assert scale_settings("cpu")["model"] == "edm_l64"
+    assert scale_settings("cpu", "edm")["diffusion"]["network_args"]["channels"] == [16, 32, 64]
+    assert scale_settings("cpu")["diffusion"]["network_args"] == {}
     assert "diffusion_per_model" not in scale_settings("cpu")
     with pytest.raises(ConfigKeyError, match="--model 'edm_l32'; expected one of"):
         scale_settings("cpu", "edm_l32")

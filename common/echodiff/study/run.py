@@ -144,7 +144,7 @@ def run_study(
         budget_minutes: wall-clock minutes; training stages get `budget_shares(model)` of it and stop at their share.
         scale: "tiny", "cpu" or "paper" (`echodiff.study.recipes.SCALES`); default "tiny" on the phantom, else "cpu".
         model: the generator (`echodiff.generation.GENERATOR_MODELS`); default the scale's ("edm", pixel space, at
-            tiny and cpu scale; "edm_l64" at paper scale). A latent model adds the Gamma-VAE stage.
+            tiny scale; "edm_l64" at cpu and paper scale). A latent model adds the Gamma-VAE stage.
         paper_scale: the same as scale="paper" (the paper's networks at 256 px; meant for `device="cuda"`).
         holdout: training patients held out for model selection (default 10 %, at least 1).
         k: augmented label maps (one image each) per training map in the synthesis.
