@@ -4,9 +4,9 @@ Each entry is what the study passes to a bundle's own config (`python -m monai.b
 else: the same runs can be repeated by hand. Three scales:
 
 - `tiny`: the built-in phantom (README's main command, the test suite): 32 px, few-channel networks, 1-3 epochs.
-- `cpu`: a 2-core CPU at 64 px: EDM-L64 on the Gamma-VAE latent (docs/study/camus224_cpu_edm_l64), which at the same
-  generator minutes trains better downstream models than pixel-space EDM (docs/study/camus224_cpu) and samples about
-  6 times faster; see `docs/study/README.md` for the table of what was tried. `--model edm` runs the pixel recipe.
+- `cpu`: a 2-core CPU at 64 px: EDM-L64 on the Gamma-VAE latent (docs/study/camus224_cpu_edm_l64), which samples about 6
+  times faster than pixel-space EDM (docs/study/camus224_cpu) and, on held-out training patients, trains a better view
+  classifier at the same generator minutes; see `docs/study/README.md` for the table of what was tried. `--model edm` runs the pixel recipe.
 - `paper`: the paper's networks and 256 px (`--paper_scale true`, meant for a GPU: `--device cuda`).
 
 Training stages run until their share of `--budget_minutes` is spent (`time_limit_minutes`) or `max_epochs`. Every
