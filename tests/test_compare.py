@@ -89,7 +89,7 @@ TINY = {"segmenter": {"max_epochs": 1}, "classifier": {"max_epochs": 1}, "autoen
 def _compare(workdir: Path, messages: list[str], **kwargs) -> dict:
     settings = dict(workdir=str(workdir), models="edm,edm_l64", budget_minutes=10, scale="tiny", overrides=TINY,
                     threads=1, allow_unhealthy_latent=True, solver_downstream=False, diversity_maps=2,
-                    diversity_seeds=2, selection_maps=4, say=messages.append)  # fmt: skip
+                    diversity_seeds=2, selection_maps=4, c2st_steps=10, say=messages.append)  # fmt: skip
     return run_compare(**{**settings, **kwargs})
 
 
@@ -107,6 +107,7 @@ def test_tiny_comparison_shares_baselines_resumes_a_killed_stage_and_reruns_noth
     assert len(compare["solvers"]) == 2 * 3 * 5 and {r["maps"] for r in compare["solvers"]} == {"held-out training patients"}
     checks = compare["realism_checks"]
     assert checks["real_vs_real"]["fd"] >= 0 and "real_plus_synthetic" in compare
+    assert len(checks["real_vs_real"]["fd_splits"]) == 10 and 0 <= checks["real_vs_blurred_real"]["c2st_accuracy"] <= 1
     assert json.loads((out / "compare.json").read_text())["generators"][0]["model"] == "edm"
     assert all((out / name).is_file() for name in ("compare.md", *PLOTS))
     # the real-trained baselines: trained by the first generator's study, reused by the second's

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from echodiff.data.camus import list_camus
 from echodiff.data.camus_input import load_camus_images
 from echodiff.errors import ConfigValueError, ShapeMismatchError
 from echodiff.metrics.realism import (
@@ -17,6 +18,8 @@ from echodiff.metrics.realism import (
     intra_map_ms_ssim,
     mean_feature_mmd,
     privacy,
+    split_half_realism,
+    two_sample_accuracy,
 )
 from torch import nn
 
@@ -62,6 +65,41 @@ def test_blurred_images_score_worse_than_the_originals(features, real):
     blurred_second = features(blurred(real[1::2]))
     assert frechet_distance(first, blurred_second) > 3 * frechet_distance(first, second)
     assert mean_feature_mmd(first, blurred_second) > 3 * abs(mean_feature_mmd(first, second))  # unbiased: may be < 0
+
+
+@pytest.fixture(scope="module")
+def patients(phantom_camus: Path) -> list[str]:
+    return [item["patient"] for item in list_camus(phantom_camus, "all", require_label=False)]
+
+
+def test_split_halves_compare_equal_sizes_and_never_an_image_with_itself(features, real, patients):
+    same = split_half_realism(features(real), features(real), patients, splits=4)
+    assert same["splits"] == 4 and len(same["fd_splits"]) == 4 and sum(same["half_sizes"]) == len(real)
+    assert same["half_sizes"][0] == same["half_sizes"][1]  # 4 of the 8 phantom patients each
+    assert min(same["fd_splits"]) > 0  # the halves hold different patients: no image meets itself
+    noise = split_half_realism(features(real), features(torch.rand_like(real)), patients, splits=4)
+    blur = split_half_realism(features(real), features(blurred(real)), patients, splits=4)
+    assert max(same["fd_splits"]) < 0.05 * min(noise["fd_splits"]) and same["fd"] < blur["fd"] < noise["fd"]
+    again = split_half_realism(features(real), features(real), patients, splits=4)
+    assert again["fd_splits"] == same["fd_splits"]  # the splits are seeded
+
+
+def test_split_halves_name_mismatched_rows_and_too_few_patients(features, real, patients):
+    with pytest.raises(ShapeMismatchError, match="31 other feature rows and 32 groups"):
+        split_half_realism(features(real), features(real[1:]), patients)
+    with pytest.raises(ShapeMismatchError, match="2 patients; expected at least 4"):
+        split_half_realism(features(real), features(real), ["a", "b"] * 16)
+
+
+def test_two_sample_test_is_exactly_chance_on_identical_sets_and_tells_blur_apart(real):
+    train, test = real[:16], real[16:]
+    assert two_sample_accuracy(train, train, test, test, steps=5) == 0.5
+    assert two_sample_accuracy(train, blurred(train), test, blurred(test), steps=80) >= 0.9
+
+
+def test_two_sample_test_names_a_set_that_is_not_images(real):
+    with pytest.raises(ShapeMismatchError, match=r"test_other has shape \(16, 64, 64\)"):
+        two_sample_accuracy(real, real, real, real[:16, 0])
 
 
 def test_copies_of_training_images_are_all_copies_and_fresh_images_none(features, real):

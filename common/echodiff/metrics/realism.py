@@ -9,6 +9,15 @@ layer (`fc` / `_fc`): the globally pooled, flattened activations that the classi
 - `mean_feature_mmd`: MONAI's `MMDMetric` on the same features: the unbiased MMD^2 of Gretton et al. 2012 (Eq. 3)
   with the linear kernel, i.e. the squared distance between the two mean feature vectors without the self-similarity
   bias; it sees a shift of the mean, not a change of spread (which the Frechet distance also sees).
+- `split_half_realism`: both figures between equally sized halves of the patients, the real images of one half
+  against the other images (generated from the maps, blurred, or the real ones themselves) of the other half,
+  averaged over random splits: the Frechet distance and the MMD estimate both depend on the sample size, so real
+  against real, real against generated and real against blurred are only comparable when measured this way; the
+  spread over the splits is the figure's own noise.
+- `two_sample_accuracy`: the classifier two-sample test (Lopez-Paz & Oquab 2017): a small CNN trained to tell real
+  training images from other ones, scored on held-out ones; 0.5 when the two cannot be told apart, 1 when always.
+  It does not rely on a feature space trained for another task (the view classifier's features are built to ignore
+  what does not tell the views apart, such as speckle texture).
 - `intra_map_ms_ssim`: diversity, the mean MS-SSIM (Wang et al. 2003; MONAI's `MultiScaleSSIMMetric`) between images
   generated from one label map with different seeds: 1 for identical images, lower for more diverse ones.
 - `privacy`: each synthetic image's distance to its nearest training image in the feature space, against the same
@@ -24,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.metrics import FIDMetric, MMDMetric, MultiScaleSSIMMetric
+from monai.networks.nets import ResNet
 from torch import Tensor, nn
 
 from echodiff.bundle import load_bundle_network
@@ -44,6 +55,8 @@ __all__ = [
     "mean_feature_mmd",
     "nearest_distances",
     "privacy",
+    "split_half_realism",
+    "two_sample_accuracy",
 ]
 
 # MS-SSIM at 64 px: MONAI's defaults (5 scales, kernel 11) need images of at least 176 px; 3 scales (64, 32, 16 px)
@@ -117,6 +130,72 @@ def mean_feature_mmd(real_features: Tensor, fake_features: Tensor) -> float:
     _check_sets(real_features=real_features, fake_features=fake_features)
     n = min(len(real_features), len(fake_features))
     return float(MMDMetric()(real_features[:n].double(), fake_features[:n].double()))
+
+
+def split_half_realism(real_features: Tensor, other_features: Tensor, groups: Sequence[str], splits: int = 10,
+                       seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """`frechet_distance` and `mean_feature_mmd` on equal halves: `real_features` (N, D) and `other_features` (N, D),
+    row i of both from the same image or map, whose patient is `groups[i]`. For each of `splits` random halves A / B
+    of the patients: the mean of D(real_A, other_B) and D(real_B, other_A), so no image meets its own counterpart and
+    every figure (real against real, generated or blurred) is measured on the same sample sizes. Returns the means
+    over the splits (`fd`, `mmd`), the per-split values (`fd_splits`, `mmd_splits`) and the half sizes."""
+    _check_sets(real_features=real_features, other_features=other_features)
+    if len(real_features) != len(other_features) or len(groups) != len(real_features):
+        raise ShapeMismatchError(f"{len(real_features)} real, {len(other_features)} other feature rows and "
+                                 f"{len(groups)} groups; expected one of each per image")  # fmt: skip
+    patients = list(dict.fromkeys(groups))
+    if len(patients) < 4:
+        raise ShapeMismatchError(f"{len(patients)} patients; expected at least 4 to split into halves")
+    rng = np.random.default_rng(seed)
+    fd, mmd, sizes = [], [], []
+    for _ in range(splits):
+        first = set(rng.permutation(patients)[: len(patients) // 2].tolist())
+        in_a = torch.as_tensor([g in first for g in groups])
+        pairs = ((real_features[in_a], other_features[~in_a]), (real_features[~in_a], other_features[in_a]))
+        fd.append(float(np.mean([frechet_distance(r, o) for r, o in pairs])))
+        mmd.append(float(np.mean([mean_feature_mmd(r, o) for r, o in pairs])))
+        sizes.append([int(in_a.sum()), int((~in_a).sum())])
+    return {"fd": float(np.mean(fd)), "mmd": float(np.mean(mmd)), "fd_splits": fd, "mmd_splits": mmd,
+            "half_sizes": sizes[0], "splits": splits}  # fmt: skip
+
+
+def two_sample_accuracy(train_real: Tensor, train_other: Tensor, test_real: Tensor, test_other: Tensor,
+                        steps: int = 200, batch_size: int = 32, seed: int = 0,
+                        device: str | torch.device = "cpu") -> float:  # fmt: skip
+    """Classifier two-sample test (Lopez-Paz & Oquab 2017, Sec. 3): a small MONAI `ResNet` (one basic block per stage,
+    16-128 channels) trained for `steps` AdamW steps (cosine learning rate from 1e-3, balanced batches, random
+    horizontal flips) to tell `train_real` from `train_other` (N, 1, H, W) images, then its balanced accuracy on the
+    held-out `test_real` / `test_other`: 0.5 when the sets cannot be told apart, 1 when every image is."""
+    for name, images in {"train_real": train_real, "train_other": train_other, "test_real": test_real,
+                         "test_other": test_other}.items():  # fmt: skip
+        if images.ndim != 4 or images.shape[1] != 1 or len(images) == 0:
+            raise ShapeMismatchError(f"{name} has shape {tuple(images.shape)}; expected (N >= 1, 1, H, W) images")
+    torch.manual_seed(seed)
+    net = ResNet("basic", (1, 1, 1, 1), (16, 32, 64, 128), spatial_dims=2, n_input_channels=1, num_classes=1).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    rng = torch.Generator().manual_seed(seed)
+    half = max(1, batch_size // 2)
+    target = torch.cat([torch.zeros(half), torch.ones(half)]).to(device)
+    net.train()
+    for _ in range(steps):
+        batch = torch.cat([train_real[torch.randint(len(train_real), (half,), generator=rng)],
+                           train_other[torch.randint(len(train_other), (half,), generator=rng)]]).float().to(device)  # fmt: skip
+        if torch.rand(1, generator=rng) < 0.5:
+            batch = batch.flip(-1)
+        loss = F.binary_cross_entropy_with_logits(net(batch).squeeze(1), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    net.eval()
+    with torch.no_grad():
+        def other_share(images: Tensor) -> float:
+            logits = torch.cat([net(images[i : i + 64].float().to(device)).squeeze(1).cpu()
+                                for i in range(0, len(images), 64)])  # fmt: skip
+            return float((logits > 0).double().mean())
+
+        return 0.5 * ((1.0 - other_share(test_real)) + other_share(test_other))
 
 
 def intra_map_ms_ssim(images: Tensor) -> float:

@@ -46,7 +46,8 @@ IDENTITY_KEYS = ("train_data", "test_data", "test_split", "budget_minutes", "sca
                  "seed", "k")
 ROW_KEYS = ("model", "denoiser_parameters", "autoencoder_parameters", "train_minutes", "optimizer_steps", "sampler",
             "nfe", "gflops_per_image", "synthesis_images_per_s", "seconds_per_image", "label_fidelity",
-            "label_fidelity_holdout", "view_fidelity", "realism_fd", "realism_mmd", "diversity_msssim", "copy_rate",
+            "label_fidelity_holdout", "view_fidelity", "realism_fd", "realism_mmd", "realism_c2st_accuracy",
+            "diversity_msssim", "copy_rate",
             "seg_synthetic_dice_mean", "seg_synthetic", "view_synthetic_accuracy", "n_synthetic_images")  # fmt: skip
 SHARED, OUT = "shared", "compare"
 EDM_FAMILY = tuple(m for m in GENERATOR_MODELS if m != "sdm")
@@ -89,7 +90,8 @@ def generator_row(report: Mapping, realism: Mapping, identity: Mapping, code: Ma
         "seconds_per_image": 1.0 / images_per_s if images_per_s else None,
         "label_fidelity": gen["label_fidelity"], "label_fidelity_holdout": realism["label_fidelity_holdout"],
         "view_fidelity": gen["view_fidelity"],
-        **{k: realism[k] for k in ("realism_fd", "realism_mmd", "diversity_msssim", "copy_rate")},
+        **{k: realism[k] for k in ("realism_fd", "realism_mmd", "realism_c2st_accuracy", "diversity_msssim",
+                                    "copy_rate")},
         "seg_synthetic_dice_mean": seg["dice_mean"], "seg_synthetic": seg,
         "view_synthetic_accuracy": report["view_classification"]["synthetic"]["accuracy"],
         "view_synthetic": report["view_classification"]["synthetic"],
@@ -166,6 +168,7 @@ def run_compare(
     diversity_maps: int = 16,
     diversity_seeds: int = 4,
     selection_maps: int = 64,
+    c2st_steps: int = compare_stages.C2ST_STEPS,
     sdm_minutes: float = 40.0,
     allow_unhealthy_latent: bool = False,
     device: str | None = None,
@@ -189,7 +192,8 @@ def run_compare(
         solver_downstream: train the synthetic-only segmenter of the best generator at the fewest, middle and most
             network calls of its solver table (one study each, sharing its trained generator).
         real_plus_synthetic: train the segmenter and the view classifier on real plus the best generator's images.
-        diversity_maps / diversity_seeds / selection_maps: see `compare_stages.realism`.
+        diversity_maps / diversity_seeds / selection_maps / c2st_steps: see `compare_stages.realism` (the
+            two-sample tests of `compare_stages.realism_checks` train `c2st_steps` too).
         sdm_minutes: SDM's synthesis makes as many copies per map as these minutes allow (`run_study`
             `synthesis_minutes`), and its own 1000-step DDPM is scored on as many test maps as they allow (at least 50).
     """
@@ -256,12 +260,13 @@ def run_compare(
         records = {n: finished_stage(work / model / n) for n in ("diffusion", "synthesis", "evaluation", "report")}
         realism_settings = {"diversity_maps": diversity_maps, "diversity_seeds": diversity_seeds,
                             "selection_maps": selection_maps, "sdm_minutes": sdm_minutes, "sampler": ctx.sampler,
-                            "steps": ctx.steps, "device": device}  # fmt: skip
+                            "steps": ctx.steps, "device": device, "c2st_steps": c2st_steps}  # fmt: skip
         realism = stage(work / model / "realism", "realism", realism_settings, {**shared, **records},
                         lambda f, ctx=ctx, records=records: compare_stages.realism(
                             ctx, f, records["diffusion"].result["model"], work / model / "evaluation" / "samples.pt",
                             records["synthesis"].result["dataset_dir"], shared["data"].result["train_dir"],
-                            seg_real, cls_real, diversity_maps, diversity_seeds, selection_maps, sdm_minutes))
+                            seg_real, cls_real, diversity_maps, diversity_seeds, selection_maps, sdm_minutes,
+                            c2st_steps))
         rows.update(merge_rows([generator_row(reports[model], realism, identity, code)], identity, code))
     if contexts:
         first = next(iter(contexts.values()))
@@ -269,9 +274,11 @@ def run_compare(
         extras["real"] = {"segmentation": report["segmentation"]["real"],
                           "view_classification": report["view_classification"]["real"]}  # fmt: skip
         extras["realism_checks"] = stage(
-            work / SHARED / "realism_checks", "realism_checks", {"n_images": first.settings["fidelity_images"]},
+            work / SHARED / "realism_checks", "realism_checks",
+            {"n_images": first.settings["fidelity_images"], "c2st_steps": c2st_steps},
             {"data": shared["data"], "classifier_real": shared["classifier_real"]},
-            lambda f: compare_stages.realism_checks(first, f, cls_real, int(first.settings["fidelity_images"])))
+            lambda f: compare_stages.realism_checks(first, f, cls_real, int(first.settings["fidelity_images"]),
+                                                    shared["data"].result["train_dir"], c2st_steps=c2st_steps))
 
     if solvers:
         for model, ctx in contexts.items():

@@ -1,7 +1,8 @@
 """`compare.md` and the comparison's plots (`echodiff.study.compare`), from compare.json:
 
-- `realism_vs_dice.png`: Frechet distance against the synthetic-only segmenter's Dice, one point per generator (does
-  realism predict usefulness?);
+- `realism_vs_dice.png`: the Frechet distance (with the real-against-real range over the splits shaded) and the
+  two-sample test's accuracy (0.5: indistinguishable from real) against the synthetic-only segmenter's Dice, one point
+  per generator (does realism predict usefulness?);
 - `cost_frontier.png`: synthetic-only Dice against CPU seconds per synthesised image (log scale);
 - `solvers.png`: label fidelity on the held-out training patients against NFE, one line per generator and solver.
 """
@@ -30,19 +31,22 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def _scatter(path: Path, rows: list[Mapping], x: str, xlabel: str, title: str, real: float | None,
-             log: bool = False) -> None:  # fmt: skip
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+def _scatter(ax: plt.Axes, rows: list[Mapping], x: str, xlabel: str, real: float | None, log: bool = False,
+             reference: tuple[float, float] | None = None, reference_label: str = "") -> None:  # fmt: skip
+    """Synthetic-only Dice against `x`, one point per generator; `reference` (low, high) shades what real images
+    score on `x`."""
     for row in rows:
         if row.get(x) is not None:
             ax.scatter(row[x], row["seg_synthetic_dice_mean"], color="tab:blue")
             ax.annotate(row["model"], (row[x], row["seg_synthetic_dice_mean"]), textcoords="offset points",
                         xytext=(4, 3), fontsize=8)  # fmt: skip
+    if reference is not None:
+        ax.axvspan(reference[0], reference[1], color="tab:green", alpha=0.25, label=reference_label)
     if real is not None:
         ax.axhline(real, color="grey", linestyle="--", linewidth=1, label="trained on real")
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set(xlabel=xlabel, ylabel="synthetic-only segmenter, mean Dice", title=title, xscale="log" if log else "linear")
-    _save(fig, path)
+    if real is not None or reference is not None:
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set(xlabel=xlabel, ylabel="synthetic-only segmenter, mean Dice", xscale="log" if log else "linear")
 
 
 def _solver_plot(path: Path, solvers: list[Mapping]) -> None:
@@ -64,10 +68,20 @@ def write_compare_report(folder: Path, compare: Mapping) -> list[str]:
     rows = compare["generators"]
     real = compare.get("real", {})
     real_dice = real.get("segmentation", {}).get("dice_mean")
-    _scatter(folder / PLOTS[0], rows, "realism_fd", "Frechet distance to real test images (view-classifier features)",
-             "does realism predict usefulness?", real_dice)  # fmt: skip
-    _scatter(folder / PLOTS[1], rows, "seconds_per_image", "CPU seconds per synthesised image (log)",
-             "cost frontier", real_dice, log=True)  # fmt: skip
+    checks = compare.get("realism_checks")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    real_fd = (min(checks["real_vs_real"]["fd_splits"]), max(checks["real_vs_real"]["fd_splits"])) if checks else None
+    _scatter(left, rows, "realism_fd", "Frechet distance to real test images (view-classifier features)", real_dice,
+             reference=real_fd, reference_label="real vs real (range over splits)")  # fmt: skip
+    _scatter(right, rows, "realism_c2st_accuracy", "two-sample test accuracy (0.5 = indistinguishable)", real_dice,
+             reference=(0.5, checks["real_vs_real"]["c2st_accuracy"]) if checks else None,
+             reference_label="real vs real")  # fmt: skip
+    fig.suptitle("does realism predict usefulness?")
+    _save(fig, folder / PLOTS[0])
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    _scatter(ax, rows, "seconds_per_image", "CPU seconds per synthesised image (log)", real_dice, log=True)
+    ax.set_title("cost frontier")
+    _save(fig, folder / PLOTS[1])
     _solver_plot(folder / PLOTS[2], compare.get("solvers", []))
 
     table = [{
@@ -78,7 +92,8 @@ def write_compare_report(folder: Path, compare: Mapping) -> list[str]:
         "GFLOPs/image": row["gflops_per_image"], "s/image": row["seconds_per_image"],
         "label fidelity": row["label_fidelity"]["dice_mean"],
         "held-out fidelity": row["label_fidelity_holdout"]["dice_mean"], "FD": row["realism_fd"],
-        "MMD": row["realism_mmd"], "MS-SSIM": row["diversity_msssim"], "copy rate": row["copy_rate"],
+        "MMD": row["realism_mmd"], "C2ST acc": row["realism_c2st_accuracy"], "MS-SSIM": row["diversity_msssim"],
+        "copy rate": row["copy_rate"],
         "seg Dice (synthetic)": row["seg_synthetic_dice_mean"],
         "seg 95 % CI": interval_text(row["seg_synthetic"]["ci95"]["dice_mean"], 1),
         "view acc (synthetic)": row["view_synthetic_accuracy"],
@@ -97,13 +112,15 @@ def write_compare_report(folder: Path, compare: Mapping) -> list[str]:
                    f"{fmt_value(d['label_fidelity']['dice_mean'])}, FD {fmt_value(d['realism_fd'])}, "
                    f"{fmt_value(d['seconds_per_image'])} s per image. Its row above samples with DDIM at {row['steps']} "
                    "steps, as its synthetic training set was made.", ""]  # fmt: skip
-    checks = compare.get("realism_checks")
     if checks:
-        md += ["Realism figures on real images (two halves of the test patients; the second half blurred with a "
-               f"Gaussian of {checks['blur_sigma']} px): real vs real FD {fmt_value(checks['real_vs_real']['fd'])}, MMD "
-               f"{fmt_value(checks['real_vs_real']['mmd'], 3)}; real vs blurred real FD "
-               f"{fmt_value(checks['real_vs_blurred_real']['fd'])}, MMD {fmt_value(checks['real_vs_blurred_real']['mmd'], 3)}.",
-               ""]  # fmt: skip
+        rr, rb = checks["real_vs_real"], checks["real_vs_blurred_real"]
+        md += [f"Realism figures on real images, measured as the generators' are (FD and MMD between halves of the test "
+               f"patients of {rr['half_sizes'][0]} / {rr['half_sizes'][1]} images, mean over {rr['splits']} random "
+               f"splits, range in brackets; the two-sample test trained on halves of the training patients): real vs "
+               f"real FD {fmt_value(rr['fd'])} [{fmt_value(min(rr['fd_splits']))}, {fmt_value(max(rr['fd_splits']))}], "
+               f"MMD {fmt_value(rr['mmd'], 3)}, two-sample accuracy {fmt_value(rr['c2st_accuracy'], 3)}; real vs real "
+               f"blurred by a Gaussian of {checks['blur_sigma']} px FD {fmt_value(rb['fd'])}, MMD {fmt_value(rb['mmd'], 3)}, "
+               f"two-sample accuracy {fmt_value(rb['c2st_accuracy'], 3)}.", ""]  # fmt: skip
     plus = compare.get("real_plus_synthetic")
     if plus:
         gap = plus["minus_real"]

@@ -3,13 +3,15 @@ result, cached like the study's stages (`echodiff.study.cache`).
 
 | stage                    | what it measures                                                                        |
 |--------------------------|-----------------------------------------------------------------------------------------|
-| `realism` (per generator) | Frechet distance and MMD to the real test images, diversity, copy rate, cost, held-out label fidelity; SDM also with its 1000-step DDPM |
-| `realism_checks`          | the realism figures on real images: two halves of the test patients, and blurred images |
+| `realism` (per generator) | Frechet distance and MMD to the real test images (equal halves), two-sample test accuracy, diversity, copy rate, cost, held-out label fidelity; SDM also with its 1000-step DDPM |
+| `realism_checks`          | the same realism figures on real images: real against real, and against blurred real images |
 | `solvers` (per generator) | label fidelity and seconds per image for Euler, Heun and DPM-Solver++(2M) against steps |
 | `real_plus_synthetic`     | segmenter and view classifier trained on the real training view plus a generator's synthetic set |
 
 Realism lives in the feature space of the real-trained view classifier (`echodiff.metrics.realism.FeatureSpace`):
-no Inception network can be fetched at run time. Selection happens on the held-out training patients (the training
+no Inception network can be fetched at run time. Its Frechet distance and MMD are measured between equal halves of
+the test patients over `REALISM_SPLITS` random splits (`split_half_realism`), for the generators and for the checks
+alike; the classifier two-sample test (`two_sample_accuracy`) adds a figure that no borrowed feature space limits. Selection happens on the held-out training patients (the training
 view's validation split): label fidelity there picks the generators whose solvers are compared; nothing is chosen on
 the test split.
 """
@@ -33,7 +35,7 @@ from echodiff.errors import ConfigValueError
 from echodiff.generation.checkpoints import load_generator
 from echodiff.generation.fidelity import DICE_KEYS, label_fidelity
 from echodiff.generation.synthesis import RECORDS
-from echodiff.metrics.realism import FeatureSpace, frechet_distance, intra_map_ms_ssim, mean_feature_mmd, privacy
+from echodiff.metrics.realism import FeatureSpace, intra_map_ms_ssim, privacy, split_half_realism, two_sample_accuracy
 from echodiff.samplers import SAMPLERS
 from echodiff.study import stages
 from echodiff.study.stages import SEGMENTER, StudyContext, segmenter_shape
@@ -41,6 +43,8 @@ from echodiff.study.stages import SEGMENTER, StudyContext, segmenter_shape
 __all__ = ["SOLVER_STEPS", "merged_camus", "real_plus_synthetic", "realism", "realism_checks", "solvers"]
 
 SOLVER_STEPS = (2, 3, 5, 10, 25)
+REALISM_SPLITS = 10  # random patient halves per Frechet distance / MMD figure
+C2ST_STEPS = 200  # training steps of each classifier two-sample test
 SDM_DDPM_MIN_MAPS = 50  # SDM's 1000-step DDPM is scored on at least this many test maps, however long it takes
 SYNTHETIC_PREFIX = "patientsyn"  # patient ids of synthetic cases in a merged folder (CAMUS folders match patient*)
 
@@ -55,9 +59,20 @@ def _segmenter(ctx: StudyContext, segmenter: Mapping) -> torch.nn.Module:
                                segmenter_shape(segmenter["overrides"])).to(ctx.device or "cpu")  # fmt: skip
 
 
-def _realism_pair(features: FeatureSpace, real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
-    real_f, generated_f = features(real), features(generated)
-    return {"fd": frechet_distance(real_f, generated_f), "mmd": mean_feature_mmd(real_f, generated_f)}
+def _test_patients(ctx: StudyContext, n: int) -> list[str]:
+    """The patient of each of the `n` frames that `stages.test_maps` picks (`fixed_condition_maps`' even spread)."""
+    items = list_camus(ctx.test_dir, ctx.test_split)
+    picks = np.unique(np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int))
+    return [items[i]["patient"] for i in picks]
+
+
+def _split_realism(ctx: StudyContext, features: FeatureSpace, real: torch.Tensor, other: torch.Tensor,
+                   patients: Sequence[str]) -> dict:  # fmt: skip
+    return split_half_realism(features(real), features(other), patients, REALISM_SPLITS, ctx.seed)
+
+
+def _blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    return GaussianSmooth(sigma=sigma)(images.squeeze(1)).unsqueeze(1).clamp(0, 1)
 
 
 def _seconds_per_image(images_per_s: float) -> float:
@@ -66,11 +81,17 @@ def _seconds_per_image(images_per_s: float) -> float:
 
 def realism(ctx: StudyContext, folder: Path, generator_path: str, samples_path: Path, synthetic_dir: str,
             train_dir: str, segmenter: Mapping, classifier: Mapping, diversity_maps: int = 16,
-            diversity_seeds: int = 4, selection_maps: int = 64, sdm_minutes: float = 40.0) -> dict:  # fmt: skip
+            diversity_seeds: int = 4, selection_maps: int = 64, sdm_minutes: float = 40.0,
+            c2st_steps: int = C2ST_STEPS) -> dict:  # fmt: skip
     """Realism, diversity, privacy, cost and held-out label fidelity of one trained generator.
 
     - `realism_fd` / `realism_mmd`: the real test images against the images the study's evaluation generated from
-      their maps (`samples_path`), in the view classifier's feature space.
+      their maps (`samples_path`), in the view classifier's feature space, between equal halves of the test patients
+      (`split_half_realism`, `REALISM_SPLITS` splits; per-split values in `realism_splits`), as `realism_checks`
+      measures real against real.
+    - `realism_c2st_accuracy`: the classifier two-sample test, trained on the real training images against the
+      synthetic training set for `c2st_steps`, scored on the real test images against the generated ones (0.5:
+      indistinguishable).
     - `diversity_msssim`: mean MS-SSIM between `diversity_seeds` images of each of `diversity_maps` test maps.
     - `copy_rate`: share of the synthetic training set (`synthetic_dir`, training split) closer to a real training
       image than the 5th percentile of the held-out real images' distances (`echodiff.metrics.realism.privacy`).
@@ -88,8 +109,9 @@ def realism(ctx: StudyContext, folder: Path, generator_path: str, samples_path: 
     if not torch.equal(cond, samples["cond"]):
         raise ConfigValueError(f"{samples_path} holds other maps than the test split's; expected the evaluation stage's "
                                "samples of these test maps: rerun it (--force evaluation)")
-    out: dict = {f"realism_{k}": v for k, v in _realism_pair(features, real, samples["generated"]).items()}
-    out["n_realism_images"] = len(real)
+    split = _split_realism(ctx, features, real, samples["generated"], _test_patients(ctx, len(cond)))
+    out: dict = {"realism_fd": split["fd"], "realism_mmd": split["mmd"], "realism_splits": split,
+                 "n_realism_images": len(real)}  # fmt: skip
 
     picks = np.unique(np.linspace(0, len(cond) - 1, min(diversity_maps, len(cond))).round().astype(int))
     copies = [stages.sample_maps(generator, cond[picks], [views[i] for i in picks], ctx.sampler, ctx.steps,
@@ -98,9 +120,10 @@ def realism(ctx: StudyContext, folder: Path, generator_path: str, samples_path: 
     out["diversity_maps"], out["diversity_seeds"] = len(picks), diversity_seeds
 
     size = [ctx.image_size, ctx.image_size]
-    found = privacy(features(load_camus_images(synthetic_dir, "training", size)),
-                    features(load_camus_images(train_dir, "training", size)),
-                    features(load_camus_images(train_dir, "validation", size)))  # fmt: skip
+    synthetic, training = (load_camus_images(d, "training", size) for d in (synthetic_dir, train_dir))
+    found = privacy(features(synthetic), features(training), features(load_camus_images(train_dir, "validation", size)))
+    out["realism_c2st_accuracy"] = two_sample_accuracy(training, synthetic, real, samples["generated"], c2st_steps,
+                                                       seed=ctx.seed, device=device)  # fmt: skip
     out.update(copy_rate=found.copy_rate, copy_threshold=found.threshold,
                synthetic_nearest_median=float(found.synthetic_distances.median()),
                heldout_nearest_median=float(found.heldout_distances.median()),
@@ -124,6 +147,7 @@ def _sdm_ddpm(ctx: StudyContext, generator: torch.nn.Module, features: FeatureSp
     """SDM with its own reverse DDPM over all T steps on test maps, batch after batch, until `minutes` are spent (and
     at least `SDM_DDPM_MIN_MAPS` maps are done): label fidelity and realism on the maps it reached."""
     cond, real, views = stages.test_maps(ctx, int(ctx.settings["fidelity_images"]))
+    patients = _test_patients(ctx, len(cond))
     order = np.random.default_rng(ctx.seed).permutation(len(cond))  # maps spread over the test patients
     images, done, start = [], [], time.perf_counter()
     for first in range(0, len(order), batch_size):
@@ -137,27 +161,45 @@ def _sdm_ddpm(ctx: StudyContext, generator: torch.nn.Module, features: FeatureSp
     seconds = time.perf_counter() - start
     generated, index = torch.cat(images), torch.as_tensor(done)
     return {"label_fidelity": label_fidelity(segmenter_net, generated, cond[index]),
-            **{f"realism_{k}": v for k, v in _realism_pair(features, real[index], generated).items()},
+            **{f"realism_{k}": v for k, v in _split_realism(ctx, features, real[index], generated,
+                                                            [patients[i] for i in done]).items() if k in ("fd", "mmd")},
             "n_maps": len(done), "nfe": generator.scheduler.num_train_timesteps,
             "seconds_per_image": seconds / len(done)}  # fmt: skip
 
 
-def realism_checks(ctx: StudyContext, folder: Path, classifier: Mapping, n_images: int, blur_sigma: float = 1.5) -> dict:
-    """The realism figures where the answer is known: the real test images of one half of the test patients against
-    the other half (low), and against the same other half blurred by a Gaussian of `blur_sigma` pixels (higher). Each
-    half holds about `n_images` / 2 images, so these figures are biased upward against the generators' (`n_images`
-    each): a real-against-real figure below the generators' is then conservative."""
+def realism_checks(ctx: StudyContext, folder: Path, classifier: Mapping, n_images: int, train_dir: str,
+                   blur_sigma: float = 1.5, c2st_steps: int = C2ST_STEPS) -> dict:  # fmt: skip
+    """The realism figures where the answer is known, measured as the generators' are (`realism`):
+
+    - `real_vs_real`: the real test images of one half of the test patients against those of the other half
+      (`split_half_realism`; low, and its spread over the splits is the figures' noise); the two-sample test trained
+      on two halves of the training patients and scored on two halves of the test patients (about 0.5);
+    - `real_vs_blurred_real`: the same with the second half blurred by a Gaussian of `blur_sigma` pixels (higher;
+      the two-sample test near 1). Each two-sample test trains for `c2st_steps`."""
     features = _features(ctx, classifier)
     _, real, _ = stages.test_maps(ctx, n_images)
-    patients = list(dict.fromkeys(item["patient"] for item in list_camus(ctx.test_dir, ctx.test_split)))
-    items = list_camus(ctx.test_dir, ctx.test_split)
-    picks = np.unique(np.linspace(0, len(items) - 1, min(n_images, len(items))).round().astype(int))
-    first_half = set(patients[: len(patients) // 2])
-    in_first = torch.as_tensor([items[i]["patient"] in first_half for i in picks])
-    a, b = real[in_first], real[~in_first]
-    blurred = GaussianSmooth(sigma=blur_sigma)(b.squeeze(1)).unsqueeze(1).clamp(0, 1)
-    return {"real_vs_real": _realism_pair(features, a, b), "real_vs_blurred_real": _realism_pair(features, a, blurred),
-            "blur_sigma": blur_sigma, "n_images": [len(a), len(b)]}  # fmt: skip
+    patients = _test_patients(ctx, n_images)
+    size = [ctx.image_size, ctx.image_size]
+    training = load_camus_images(train_dir, "training", size)
+    train_patients = [item["patient"] for item in list_camus(train_dir, "training", require_label=False)]
+
+    def halves(images: torch.Tensor, groups: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images of a random half of the patients (seeded), and the rest: no ordering of patient ids leaks in."""
+        patients = list(dict.fromkeys(groups))
+        first = set(np.random.default_rng(ctx.seed).permutation(patients)[: len(patients) // 2].tolist())
+        in_a = torch.as_tensor([g in first for g in groups])
+        return images[in_a], images[~in_a]
+
+    (train_a, train_b), (test_a, test_b) = halves(training, train_patients), halves(real, patients)
+    device = ctx.device or "cpu"
+    c2st = {"real_vs_real": two_sample_accuracy(train_a, train_b, test_a, test_b, c2st_steps, seed=ctx.seed,
+                                                device=device),
+            "real_vs_blurred_real": two_sample_accuracy(train_a, _blurred(train_b, blur_sigma), test_a,
+                                                        _blurred(test_b, blur_sigma), c2st_steps, seed=ctx.seed,
+                                                        device=device)}  # fmt: skip
+    return {name: {**_split_realism(ctx, features, real, other, patients), "c2st_accuracy": c2st[name]}
+            for name, other in (("real_vs_real", real), ("real_vs_blurred_real", _blurred(real, blur_sigma)))} | {
+        "blur_sigma": blur_sigma, "n_images": len(real)}  # fmt: skip
 
 
 def solvers(ctx: StudyContext, folder: Path, generator_path: str, train_dir: str, segmenter: Mapping,
