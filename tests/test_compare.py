@@ -124,6 +124,12 @@ def test_tiny_comparison_shares_baselines_resumes_a_killed_stage_and_reruns_noth
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert [r["model"] for r in again["generators"]] == ["edm", "edm_l64"]
 
+    # no generators, only --merge: the report is rewritten from the merged rows, with their code, training nothing
+    merged = _compare(tmp_path / "merged", messages, models="", merge=str(out / "compare.json"))
+    assert [r["model"] for r in merged["generators"]] == ["edm", "edm_l64"] and merged["code"] == again["code"]
+    assert all((tmp_path / "merged" / "compare" / name).is_file() for name in ("compare.md", *PLOTS))
+    assert not (tmp_path / "merged" / "shared").exists()
+
     # a rerun trains nothing; merging the comparison into itself keeps one row per generator
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("stage.json")}
     messages.clear()

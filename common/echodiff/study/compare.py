@@ -255,7 +255,7 @@ def run_compare(
         say(f"== {name} ({folder.parent.name})")
         return run_cached(folder, name, key, fn, say=say).result
 
-    seg_real, cls_real = shared["segmenter_real"].result, shared["classifier_real"].result
+    seg_real, cls_real = (shared[n].result if n in shared else None for n in ("segmenter_real", "classifier_real"))
     for model, ctx in contexts.items():
         records = {n: finished_stage(work / model / n) for n in ("diffusion", "synthesis", "evaluation", "report")}
         realism_settings = {"diversity_maps": diversity_maps, "diversity_seeds": diversity_seeds,

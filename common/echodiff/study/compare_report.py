@@ -44,8 +44,9 @@ def _scatter(ax: plt.Axes, rows: list[Mapping], x: str, xlabel: str, real: float
         ax.axvspan(reference[0], reference[1], color="tab:green", alpha=0.25, label=reference_label)
     if real is not None:
         ax.axhline(real, color="grey", linestyle="--", linewidth=1, label="trained on real")
+    ax.margins(x=0.15, y=0.25)  # room for the labels of points on the edge of the data
     if real is not None or reference is not None:
-        ax.legend(loc="lower right", fontsize=7)
+        ax.legend(loc="best", fontsize=7)
     ax.set(xlabel=xlabel, ylabel="synthetic-only segmenter, mean Dice", xscale="log" if log else "linear")
 
 
